@@ -13,6 +13,7 @@ test holds both to the plain reference formulation) but:
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, cast
 
 import torch
@@ -52,12 +53,14 @@ def folded_weights(model: ContinuousThoughtMachine) -> dict[str, torch.Tensor]:
         return cached[1]
     c, att, nlm = model.config, model.attention, model.nlm
     r_action, r_out = model._decays()
+    # The attention's 1/sqrt(head_dim) scale rides in the folded query weights.
+    scale = 1.0 / math.sqrt(c.head_dim)
     f = {
         "r": torch.cat((r_action, r_out)).unsqueeze(1),  # (Sa + So, 1)
         "pairs": torch.cat((model.synch_action_i, model.synch_out_i,
                             model.synch_action_j, model.synch_out_j)),
-        "wq": att.w_q.weight @ model.q_proj.weight,  # (E, Sa)
-        "bq": att.w_q.weight @ model.q_proj.bias + att.w_q.bias,
+        "wq": (att.w_q.weight @ model.q_proj.weight) * scale,  # (E, Sa)
+        "bq": (att.w_q.weight @ model.q_proj.bias + att.w_q.bias) * scale,
     }
     scaled = nlm.scaled_weights()
     f["w1"], f["b1"] = scaled[0], scaled[1]  # (D, M, O1), (D, 1, O1)
@@ -69,11 +72,11 @@ def folded_weights(model: ContinuousThoughtMachine) -> dict[str, torch.Tensor]:
     if c.synapse_depth == 1:
         # The synapse input is [o; z] with o = W_out a + b_out (a: attention heads'
         # output), so its o-half folds through W_out: one matmul fewer per tick.
+        # Kept (out, in): x @ W.t() ran ~20% faster than x @ W_t at batch 64 here.
         linear = cast(SynapseLinear, model.synapses).linear
         weight = linear.weight  # (2D, E + D)
         w_o = weight[:, :c.d_input]
-        f["ws_a"] = (w_o @ att.w_out.weight).t()  # (E, 2D)
-        f["ws_z"] = weight[:, c.d_input:].t()  # (D, 2D)
+        f["ws"] = torch.cat((w_o @ att.w_out.weight, weight[:, c.d_input:]), 1)  # (2D, E + D)
         f["bs"] = w_o @ att.w_out.bias + linear.bias
     f = {k: v.detach() for k, v in f.items()}
     model.__dict__["_folded_cache"] = (key, f)  # a plain attribute, not module state
@@ -131,14 +134,20 @@ def rollout_fast(model: ContinuousThoughtMachine, state: StatePack, kv: KV, tick
 
     n_pairs, one = alpha.shape[0], state.z.new_ones(())
     records: list[tuple[torch.Tensor, ...]] = []
+    # Attention as two batched matmuls over (B * heads) one-row queries: at one query
+    # per head this beat scaled_dot_product_attention's CPU kernel several times over.
+    n_tokens = kv.k.shape[2]
+    k_t = kv.k.reshape(batch * heads, n_tokens, head_dim).transpose(1, 2)  # (BH, hd, N)
+    v_all = kv.v.reshape(batch * heads, n_tokens, head_dim)
+    fused_synapse = "ws" in f
     for t in range(ticks):
-        q = torch.addmm(f["bq"], rows(s_all[t, :sa]), f["wq"].t())  # (B, E)
-        a = F.scaled_dot_product_attention(q.view(batch, heads, 1, head_dim), kv.k, kv.v)
-        a = a.view(batch, e)
+        q = torch.addmm(f["bq"], rows(s_all[t, :sa]), f["wq"].t())  # (B, E), pre-scaled
+        scores = torch.bmm(q.view(batch * heads, 1, head_dim), k_t).softmax(-1)
+        a = torch.bmm(scores, v_all).view(batch, e)
         keep = return_states or t == ticks - 1
-        o = att.w_out(a) if keep or "ws_a" not in f else None  # only states need o
-        if "ws_a" in f:
-            pre = torch.addmm(torch.addmm(f["bs"], a, f["ws_a"]), rows(z_t), f["ws_z"])
+        o = att.w_out(a) if keep or not fused_synapse else None  # only states need o
+        if fused_synapse:  # one matmul over [a, z]
+            pre = torch.addmm(f["bs"], torch.cat((a, rows(z_t)), 1), f["ws"].t())
             pre = F.layer_norm(F.glu(pre, dim=-1), (d,), ln.weight, ln.bias,  # type: ignore[union-attr]
                                ln.eps)  # type: ignore[union-attr]
         else:
