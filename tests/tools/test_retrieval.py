@@ -72,6 +72,23 @@ def test_batch_agrees_with_single_queries(tmp_path: Path, encoder: Encoder) -> N
     assert r.search_batch([], k=2) == []
 
 
+def test_few_query_search_is_serial_and_restores_faiss_threads(
+        tmp_path: Path, encoder: Encoder) -> None:
+    import faiss
+
+    r = Retriever(DOCS, _config(tmp_path), encoder=encoder)
+    vectors = encoder.encode(list(QUERIES))
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(2)
+    try:
+        single = r.search_vectors(vectors[:1], 2)  # serial path
+        many = r.search_vectors(np.repeat(vectors[:1], 8, axis=0), 2)  # threaded path
+        assert faiss.omp_get_max_threads() == 2
+        np.testing.assert_array_equal(single[1][0], many[1][0])
+    finally:
+        faiss.omp_set_num_threads(before)
+
+
 def test_fp32_batch_equals_single_queries(tmp_path: Path) -> None:
     r = Retriever(DOCS, _config(tmp_path, encoder="minilm"))
     batch = r.search_batch(list(QUERIES), k=3)

@@ -30,6 +30,7 @@ import hashlib
 import logging
 import math
 import os
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -50,6 +51,8 @@ log = logging.getLogger(__name__)
 IndexKind = Literal["flat", "ivf", "hnsw"]
 _ADD_CHUNK = 16_384  # vectors added to FAISS at a time (bounds the extra copy in memory)
 _IVF_TRAIN_PER_LIST = 64  # k-means training points per IVF list (FAISS advises 39 .. 256)
+_SERIAL_QUERIES = 4  # up to this many queries, FAISS searches on the calling thread only
+_FAISS_THREADS = threading.Lock()  # FAISS's thread count is process-global
 
 
 def default_cache_dir() -> Path:
@@ -336,7 +339,20 @@ class Retriever:
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise ConfigError("k must be an integer >= 1", field="k", got=k, fix="pass k=5")
         vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self.encoder.dim)
-        return self.index.search(vectors, min(k, len(self)))
+        if len(vectors) > _SERIAL_QUERIES:
+            return self.index.search(vectors, min(k, len(self)))
+        # A few queries gain nothing from FAISS's OpenMP threads, and waking them costs
+        # more than the search: FAISS and torch ship separate OpenMP runtimes whose idle
+        # threads spin, so on a small machine an encode followed by a threaded search
+        # fight for the cores (single-query end-to-end time tripled here).
+        faiss = _faiss()
+        with _FAISS_THREADS:
+            threads = faiss.omp_get_max_threads()
+            faiss.omp_set_num_threads(1)
+            try:
+                return self.index.search(vectors, min(k, len(self)))
+            finally:
+                faiss.omp_set_num_threads(threads)
 
 
 class _EmbeddingFile:
