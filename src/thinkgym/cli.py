@@ -25,6 +25,8 @@ COMMANDS: list[tuple[str, str, str]] = [
      "thinkgym.rewards.cli:configure"),
     ("ctm", "train and evaluate Continuous Thought Machines",
      "thinkgym.ctm_core.cli:configure"),
+    ("train", "train LLM policies on text envs: sft (cold start), grpo, reinforce",
+     "thinkgym.training.cli:configure"),
 ]
 
 

@@ -38,6 +38,7 @@ import math
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
 
@@ -47,7 +48,8 @@ from thinkgym.errors import ConfigError, EnvStateError
 from thinkgym.protocols import RewardInput
 
 __all__ = ["DEFAULT_METRICS", "EnvRollout", "GRPOTrainConfig", "build_dataset", "build_trainer",
-           "env_reward_funcs", "make_env", "transcript_reward_input", "trl_args"]
+           "copy_lineage", "env_reward_funcs", "make_env", "train_grpo",
+           "transcript_reward_input", "trl_args"]
 
 logger = logging.getLogger(__name__)
 
@@ -112,7 +114,13 @@ class GRPOTrainConfig:
     logging_steps: int = 1
     """Log every this many steps."""
     save_steps: int = 0
-    """Checkpoint every this many steps (0: no checkpoints)."""
+    """Checkpoint (model, optimizer, RNG) every this many steps into ``output_dir/checkpoint-N``
+    (0: none); :func:`train_grpo` resumes from one with ``resume_from_checkpoint``."""
+    save_total_limit: int | None = None
+    """Keep at most this many checkpoints (None: all)."""
+    curves_every: int = 10
+    """Redraw ``output_dir/curves.png`` (reward, length, detector rates) every this many logs
+    (0: no curves)."""
     bf16: bool = False
     """bf16 autocast (GPU only; TRL's default of True is ~5x slower on CPU)."""
     fp16: bool = False
@@ -155,10 +163,11 @@ class GRPOTrainConfig:
         if self.scale_rewards not in ("group", "batch", "none"):
             raise ConfigError("unknown scale_rewards", field="scale_rewards",
                               got=self.scale_rewards, fix="use 'group', 'batch' or 'none'")
-        if self.save_steps < 0 or self.first_seed < 0 or self.seed < 0:
-            raise ConfigError("save_steps, first_seed and seed must be >= 0", field="save_steps",
-                              got=(self.save_steps, self.first_seed, self.seed),
-                              fix="pass non-negative values")
+        if min(self.save_steps, self.first_seed, self.seed, self.curves_every) < 0:
+            raise ConfigError("save_steps, first_seed, seed and curves_every must be >= 0",
+                              field="save_steps", fix="pass non-negative values",
+                              got=(self.save_steps, self.first_seed, self.seed, self.curves_every))
+        self._check_checkpoints()
         object.__setattr__(self, "env_kwargs", MappingProxyType(dict(self.env_kwargs)))
         object.__setattr__(self, "metrics", tuple(self.metrics))
         from thinkgym.rewards import REWARDS
@@ -167,6 +176,11 @@ class GRPOTrainConfig:
         if unknown:
             raise ConfigError("unknown reward component(s)", field="metrics", got=unknown,
                               fix=f"use registered names, e.g. {list(DEFAULT_METRICS)}")
+
+    def _check_checkpoints(self) -> None:
+        if self.save_total_limit is not None and self.save_total_limit < 1:
+            raise ConfigError("must be None or >= 1", field="save_total_limit",
+                              got=self.save_total_limit, fix="pass e.g. save_total_limit=2")
 
     @property
     def per_device_batch_size(self) -> int:
@@ -190,6 +204,7 @@ def trl_args(config: GRPOTrainConfig, reward_weights: Sequence[float] | None = N
         bf16=config.bf16, fp16=config.fp16, activation_checkpointing=config.gradient_checkpointing,
         use_vllm=False, logging_steps=config.logging_steps,
         save_strategy="steps" if config.save_steps else "no", save_steps=config.save_steps or 500,
+        save_total_limit=config.save_total_limit,
         seed=config.seed, data_seed=config.seed, report_to=config.report_to,
         remove_unused_columns=False, dataloader_num_workers=0, dataloader_pin_memory=False,
         disable_dropout=True)
@@ -395,11 +410,16 @@ class EnvRollout:
         m["rollout/zero_variance_filtered"].append(filtered / max(1, n // g))
 
 
-def build_trainer(config: GRPOTrainConfig, model_path: str) -> Any:
-    """A stock ``trl.GRPOTrainer`` on ``config.env_id`` for the local model at ``model_path``."""
+def build_trainer(config: GRPOTrainConfig, model_path: str, callbacks: Sequence[Any] = ()) -> Any:
+    """A stock ``trl.GRPOTrainer`` on ``config.env_id`` for the local model at ``model_path``.
+
+    With ``curves_every > 0`` a callback redraws ``output_dir/curves.png`` from the
+    trainer's log history (:mod:`thinkgym.training.curves`).
+    """
     from trl import GRPOTrainer
 
     from thinkgym.agents.llm import load_model_and_tokenizer
+    from thinkgym.training.curves import make_curves_callback
 
     model, tokenizer = load_model_and_tokenizer(model_path, rope_scaling=config.rope_scaling)
     env = make_env(config)
@@ -407,8 +427,45 @@ def build_trainer(config: GRPOTrainConfig, model_path: str) -> Any:
     funcs, weights = env_reward_funcs(env, config.metrics)
     rollout = EnvRollout(config, tokenizer, dict(zip(dataset["prompt"], dataset["env_seed"],
                                                      strict=True)), env)
+    callbacks = list(callbacks)
+    if config.curves_every:
+        weighted = [f.__name__ for f, w in zip(funcs, weights, strict=True) if w]
+        callbacks.append(make_curves_callback(
+            Path(config.output_dir) / "curves.png", detectors=config.metrics,
+            components=weighted, every=config.curves_every, title=f"GRPO on {config.env_id}"))
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*rollout_func.*experimental")
         return GRPOTrainer(model=model, reward_funcs=funcs, args=trl_args(config, weights),
                            train_dataset=dataset, processing_class=tokenizer,
-                           rollout_func=rollout)
+                           rollout_func=rollout, callbacks=callbacks or None)
+
+
+def copy_lineage(source: str | Path, target: str | Path) -> None:
+    """Copy the tiny model's marker (``thinkgym_tiny.json``) from ``source`` to ``target``.
+
+    The CLI sizes its defaults (learning rate, turn length) for models that
+    descend from the tiny one; the marker follows them through SFT and GRPO.
+    """
+    import shutil
+
+    marker = Path(source) / "thinkgym_tiny.json"
+    if marker.is_file() and marker.resolve() != (Path(target) / marker.name).resolve():
+        shutil.copy2(marker, Path(target) / marker.name)
+
+
+def train_grpo(config: GRPOTrainConfig, model_path: str, *, progress: bool = True,
+               resume_from_checkpoint: str | bool | None = None,
+               callbacks: Sequence[Any] = ()) -> Path:
+    """Train, then save the final model + tokenizer into ``config.output_dir``; return it.
+
+    ``resume_from_checkpoint``: a ``checkpoint-N`` directory of an earlier run with
+    the same config, or True for the latest one in ``output_dir``.
+    """
+    trainer = build_trainer(config, model_path, callbacks)
+    trainer.args.disable_tqdm = not progress
+    trainer.train(resume_from_checkpoint=resume_from_checkpoint)
+    out = Path(config.output_dir)
+    trainer.save_model(str(out))
+    trainer.processing_class.save_pretrained(str(out))
+    copy_lineage(model_path, out)
+    return out
