@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from thinkgym.ctm_core import ContinuousThoughtMachine, CTMConfig, ctm_loss
+from thinkgym.ctm_core.fast import folded_weights
 
 TARGETS = {"ms_per_tick_b64": 8.0, "ms_per_tick_b1": 1.0}
 CONFIG = dict(d_model=1024, d_input=512, heads=8, n_synch_out=32, n_synch_action=32,
@@ -273,6 +274,66 @@ def time_train_step(model: ContinuousThoughtMachine, batch: int, repeats: int,
     return summary(runs)
 
 
+def _best_ms(fn: object, n: int, repeats: int) -> float:
+    fn()  # type: ignore[operator]
+    runs = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(n):
+            fn()  # type: ignore[operator]
+        runs.append((time.perf_counter() - start) / n * 1e3)
+    return min(runs)
+
+
+def machine_floor(model: ContinuousThoughtMachine, repeats: int) -> dict:
+    """What this machine allows for the two dominant operations of a tick, measured alone.
+
+    - batch 64: the synapse matmul (B, E + D) @ (E + D, 2D) and the NLM layer-1 batched
+      matmul (D, B, M + 1) @ (D, M + 1, 2H), each timed in isolation with hot caches on
+      the benchmark's threads: their sum is a floor for a tick of our formulation
+      (everything else in the tick only adds to it).
+    - batch 1: the tick reads every weight once; ``weight_mb_per_tick`` over the
+      bandwidth measured streaming matrices of that size that do not stay in cache
+      (a GEMV cycling over four copies) is a floor for a batch-1 tick.
+    """
+    c = model.config
+    gen = torch.Generator().manual_seed(0)
+    w_syn = torch.randn(2 * c.d_model, c.d_input + c.d_model, generator=gen)
+    x = torch.randn(64, c.d_input + c.d_model, generator=gen)
+    hist = torch.randn(c.d_model, 64, c.memory_length + 1, generator=gen)
+    w1 = torch.randn(c.d_model, c.memory_length + 1, 2 * c.memory_hidden_dims, generator=gen)
+    syn_ms = _best_ms(lambda: torch.mm(x, w_syn.t()), 20, repeats)
+    nlm_ms = _best_ms(lambda: torch.bmm(hist, w1), 20, repeats)
+    syn_flop = 2 * x.shape[0] * w_syn.numel()
+    nlm_flop = 2 * hist.shape[0] * hist.shape[1] * hist.shape[2] * w1.shape[2]
+    # What a fast-path tick reads: the folded weights (w1b carries w1 and b1 together).
+    folded = folded_weights(model)
+    weights_mb = sum(t.numel() * t.element_size() for k, t in folded.items()
+                     if k not in ("w1", "b1")) / 1e6
+    copies = [w_syn.clone() for _ in range(4)]  # ~50 MB: more than the L3 cache holds
+    vec = torch.randn(w_syn.shape[1], generator=gen)
+    state = {"i": 0}
+
+    def stream() -> None:
+        state["i"] = (state["i"] + 1) % len(copies)
+        torch.mv(copies[state["i"]], vec)
+
+    stream_ms = _best_ms(stream, 40, repeats)
+    gbps = w_syn.numel() * 4 / 1e6 / stream_ms  # MB per ms = GB/s
+    return {
+        "note": "floors measured on this machine for the two dominant ops alone (b64) and "
+                "for streaming the tick's weights (b1); a tick cannot beat these",
+        "b64_synapse_matmul_ms": round(syn_ms, 3),
+        "b64_synapse_gflops": round(syn_flop / syn_ms / 1e6, 1),
+        "b64_nlm_bmm_ms": round(nlm_ms, 3),
+        "b64_nlm_gflops": round(nlm_flop / nlm_ms / 1e6, 1),
+        "b64_floor_ms": round(syn_ms + nlm_ms, 3),
+        "b1_weight_mb_per_tick": round(weights_mb, 2),
+        "b1_stream_gb_per_s": round(gbps, 1),
+        "b1_floor_ms": round(weights_mb / gbps, 3),
+    }
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--json", metavar="PATH", help="write the figures here")
@@ -314,6 +375,7 @@ def main(argv: list[str] | None = None) -> dict:
         cpu1["train_step_s_b64"] = time_train_step(build_model(), 64, 1, QuietWaiter(0, 1.0),
                                                    clock="cpu")
         torch.set_num_threads(args.threads)
+    floor = machine_floor(model, args.repeats)
     load["after"] = os.getloadavg()
 
     result = {
@@ -333,6 +395,7 @@ def main(argv: list[str] | None = None) -> dict:
             **{b: {k: (round(v, 3) if isinstance(v, float) else v) for k, v in fig.items()}
                for b, fig in cpu1.items()},
         },
+        "machine_floor": floor,
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "<unset>"),
         "targets": TARGETS,
         "meets_targets": {k: result_min <= TARGETS[k] for k, result_min in
@@ -425,6 +488,11 @@ def print_table(r: dict) -> None:
                   f"{side[name]['median']:>10.3f} {'':>10s}")
         print(f"{'(side by side) speed-up':36s} {side['speedup_min']:>10} "
               f"{side['speedup_median']:>10} {'':>10s}")
+    fl = r["machine_floor"]
+    print(f"{'(floor) b64: synapse + NLM matmuls':36s} {fl['b64_floor_ms']!s:>10s} "
+          f"{'':>10s} {'':>10s}  ({fl['b64_synapse_gflops']} and {fl['b64_nlm_gflops']} GFLOP/s)")
+    print(f"{'(floor) b1: weights / bandwidth':36s} {fl['b1_floor_ms']!s:>10s} {'':>10s} "
+          f"{'':>10s}  ({fl['b1_weight_mb_per_tick']} MB at {fl['b1_stream_gb_per_s']} GB/s)")
     load = r["loadavg_1_5_15"]
     print(f"threads {r['threads']}, load average before "
           f"{tuple(round(v, 2) for v in load['before'])}, after "
