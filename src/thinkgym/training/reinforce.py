@@ -27,7 +27,7 @@ import json
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
@@ -67,6 +67,10 @@ class ReinforceConfig:
     """Hidden width of the policy and value MLPs (0: linear)."""
     baseline: Baseline = "value"
     """``"value"`` (learned), ``"mean"`` (moving average per turn index) or ``"none"``."""
+    value_lr: float = 0.05
+    """Adam learning rate of the ``"value"`` baseline."""
+    value_steps: int = 8
+    """Full-batch regression steps of the value baseline per update."""
     baseline_momentum: float = 0.9
     """Moving-average momentum of the ``"mean"`` baseline."""
     entropy_coef: float = 0.01
@@ -79,20 +83,21 @@ class ReinforceConfig:
     """Seed of the network init, action sampling and env seeds."""
 
     def __post_init__(self) -> None:
-        for name, lo in (("episodes", 1), ("batch_episodes", 1), ("hidden", 0),
+        for name, lo in (("episodes", 1), ("batch_episodes", 1), ("hidden", 0), ("value_steps", 1),
                          ("eval_episodes", 0), ("seed", 0)):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < lo:
                 raise ConfigError(f"must be an int >= {lo}", field=name, got=v,
                                   fix=f"pass e.g. {name}={getattr(ReinforceConfig, name)}")
-        for name, lo, hi in (("lr", 0.0, math.inf), ("gamma", 0.0, 1.0),
-                             ("baseline_momentum", 0.0, 1.0), ("entropy_coef", 0.0, math.inf),
-                             ("max_grad_norm", 0.0, math.inf)):
+        for name, lo, hi in (("lr", 0.0, math.inf), ("value_lr", 0.0, math.inf),
+                             ("gamma", 0.0, 1.0), ("baseline_momentum", 0.0, 1.0),
+                             ("entropy_coef", 0.0, math.inf), ("max_grad_norm", 0.0, math.inf)):
             v = getattr(self, name)
             bad = isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v)
-            if bad or not lo <= v <= hi or (name == "lr" and v == 0):
-                raise ConfigError(f"must be a number in [{lo}, {hi}]" + (" and > 0" if name ==
-                                  "lr" else ""), field=name, got=v,
+            positive = name in ("lr", "value_lr")
+            if bad or not lo <= v <= hi or (positive and v == 0):
+                raise ConfigError(f"must be a number in [{lo}, {hi}]" + (" and > 0" if positive
+                                  else ""), field=name, got=v,
                                   fix=f"pass e.g. {name}={getattr(ReinforceConfig, name)}")
         if self.baseline not in ("value", "mean", "none"):
             raise ConfigError("unknown baseline", field="baseline", got=self.baseline,
@@ -123,7 +128,7 @@ class ReinforceResult:
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready figures (no network)."""
-        cfg = asdict(self.config)
+        cfg = {f.name: getattr(self.config, f.name) for f in fields(self.config)}
         cfg["env_kwargs"] = dict(self.config.env_kwargs)
         if self.config.eval_env_kwargs is not None:
             cfg["eval_env_kwargs"] = dict(self.config.eval_env_kwargs)
@@ -229,9 +234,11 @@ class _Update:
         import torch
 
         self.config, self.net, self.value = config, net, value
-        params = list(net.parameters()) + (list(value.parameters()) if value is not None else [])
-        self.params = params
-        self.optimizer = torch.optim.Adam(params, lr=config.lr)
+        self.optimizer = torch.optim.Adam(net.parameters(), lr=config.lr)
+        # The value net has its own optimiser and several regression steps per batch: sharing
+        # the policy's step (and its gradient clip) leaves it too far behind to cut variance.
+        self.value_optimizer = (torch.optim.Adam(value.parameters(), lr=config.value_lr)
+                                if value is not None else None)
         self.turn_means = np.zeros(0)  # "mean" baseline: moving average of G_t per turn t
 
     def _mean_baseline(self, g: np.ndarray, turns: np.ndarray) -> np.ndarray:
@@ -257,19 +264,24 @@ class _Update:
         entropy = -(logp.exp() * logp).sum(-1).mean()
         value_loss = torch.zeros(())
         if self.config.baseline == "value":
-            b = self.value(x)[:, 0]
-            value_loss = ((b - target) ** 2).mean()
-            adv = target - b.detach()
+            with torch.no_grad():
+                adv = target - self.value(x)[:, 0]  # the baseline before it sees this batch
         elif self.config.baseline == "mean":
             adv = target - torch.as_tensor(self._mean_baseline(g, turns), dtype=torch.float32)
         else:
             adv = target
-        loss = -(adv * chosen).mean() - self.config.entropy_coef * entropy + 0.5 * value_loss
+        loss = -(adv * chosen).mean() - self.config.entropy_coef * entropy
         self.optimizer.zero_grad()
         loss.backward()
         if self.config.max_grad_norm > 0:
-            torch.nn.utils.clip_grad_norm_(self.params, self.config.max_grad_norm)
+            torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.config.max_grad_norm)
         self.optimizer.step()
+        if self.value_optimizer is not None:
+            for _ in range(self.config.value_steps):
+                value_loss = ((self.value(x)[:, 0] - target) ** 2).mean()
+                self.value_optimizer.zero_grad()
+                value_loss.backward()
+                self.value_optimizer.step()
         return {"loss": loss.item(), "entropy": entropy.item(), "value_loss": value_loss.item(),
                 "return_var": target.var(unbiased=False).item(),
                 "advantage_var": adv.detach().var(unbiased=False).item()}
