@@ -467,5 +467,6 @@ def train_grpo(config: GRPOTrainConfig, model_path: str, *, progress: bool = Tru
     out = Path(config.output_dir)
     trainer.save_model(str(out))
     trainer.processing_class.save_pretrained(str(out))
+    trainer.state.save_to_json(str(out / "trainer_state.json"))  # log history, for curves
     copy_lineage(model_path, out)
     return out

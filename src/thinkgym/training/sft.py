@@ -149,7 +149,7 @@ def sft_args(config: SFTTrainConfig) -> Any:
         max_length=config.max_prompt_tokens + config.max_completion_tokens,
         completion_only_loss=True, assistant_only_loss=False, packing=False,
         padding_free=False, bf16=config.bf16, fp16=config.fp16,
-        gradient_checkpointing=config.gradient_checkpointing, logging_steps=config.logging_steps,
+        activation_checkpointing=config.gradient_checkpointing, logging_steps=config.logging_steps,
         save_strategy="steps" if config.save_steps else "no", save_steps=config.save_steps or 500,
         seed=config.seed, data_seed=config.seed, report_to=config.report_to,
         dataloader_num_workers=0, dataloader_pin_memory=False, dataset_num_proc=None)
@@ -323,6 +323,7 @@ def train_sft(config: SFTTrainConfig, model_path: str | Path,
     out = Path(config.output_dir)
     trainer.save_model(str(out))
     trainer.processing_class.save_pretrained(str(out))
+    trainer.state.save_to_json(str(out / "trainer_state.json"))  # log history, for curves
     (out / "thinkgym_sft.json").write_text(_config_json(config))
     copy_lineage(model_path, out)
     return out
