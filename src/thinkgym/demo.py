@@ -113,6 +113,34 @@ def _stage_search_qa(args: argparse.Namespace) -> None:
     env.close()
 
 
+def _stage_llm_training(args: argparse.Namespace) -> None:
+    """Cold start (4 SFT steps on oracle episodes), then one GRPO step: tiny model, ToolCall-v0."""
+    import json
+    import tempfile
+    from pathlib import Path
+
+    from thinkgym.agents.tiny import tiny_model_path
+    from thinkgym.training.grpo import GRPOTrainConfig, train_grpo
+    from thinkgym.training.sft import SFTTrainConfig, train_sft
+
+    with tempfile.TemporaryDirectory() as tmp:
+        sft = train_sft(SFTTrainConfig(env_id="ToolCall-v0", num_episodes=8, max_steps=4,
+                                       learning_rate=3e-3, per_device_batch_size=4,
+                                       max_completion_tokens=512, seed=args.seed,
+                                       output_dir=str(Path(tmp) / "sft")),
+                        tiny_model_path(), progress=False)
+        loss = json.loads((sft / "trainer_state.json").read_text())["log_history"][-1]
+        print(f"  SFT   4 steps, env tokens masked: train loss {loss.get('train_loss', 0):.3f}")
+        out = train_grpo(GRPOTrainConfig(
+            env_id="ToolCall-v0", num_prompts=2, num_generations=2, prompts_per_step=1,
+            max_steps=1, learning_rate=1e-3, max_new_tokens=16, max_completion_tokens=256,
+            seed=args.seed, output_dir=str(Path(tmp) / "grpo"), curves_every=0),
+            str(sft), progress=False)
+        log = json.loads((out / "trainer_state.json").read_text())["log_history"][0]
+        print(f"  GRPO  1 step, 2 episodes per group: mean return {log['reward']:+.3f}, "
+              f"completion length {log['completions/mean_length']:.0f} tokens")
+
+
 STAGES: list[tuple[str, Callable[[argparse.Namespace], None]]] = [
     ("environments: make, reset(seed), step", _stage_envs),
     ("ctm: bundled parity16 accuracy and certainty vs ticks", _stage_ctm_parity),
@@ -120,6 +148,8 @@ STAGES: list[tuple[str, Callable[[argparse.Namespace], None]]] = [
      _stage_ctm_think),
     ("tool use and reasoning: oracle vs random, 20 episodes each", _stage_tool_and_reasoning),
     ("search QA: multi-hop oracle vs no retrieval, 20 held-out questions", _stage_search_qa),
+    ("LLM training: cold-start SFT then one GRPO step (tiny model, ToolCall-v0)",
+     _stage_llm_training),
 ]
 
 

@@ -318,7 +318,7 @@ def train_sft(config: SFTTrainConfig, model_path: str | Path,
 
     trainer = build_sft_trainer(config, model_path, episodes, progress=progress)
     if not progress:
-        trainer.args.disable_tqdm = True
+        _quiet(trainer)
     trainer.train()
     out = Path(config.output_dir)
     trainer.save_model(str(out))
@@ -327,6 +327,15 @@ def train_sft(config: SFTTrainConfig, model_path: str | Path,
     (out / "thinkgym_sft.json").write_text(_config_json(config))
     copy_lineage(model_path, out)
     return out
+
+
+def _quiet(trainer: Any) -> None:
+    """Drop the trainer's progress bar and its printed log dicts."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    trainer.args.disable_tqdm = True
+    trainer.remove_callback(ProgressCallback)
+    trainer.remove_callback(PrinterCallback)
 
 
 def _config_json(config: SFTTrainConfig) -> str:
