@@ -42,7 +42,12 @@ GRPO_SEED_BASE = 100_000
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", default=None, help="model dir (default: the tiny model)")
+    p.add_argument("--model", default=None, help="model dir (default: a tiny model, below)")
+    p.add_argument("--hidden", type=int, default=128, help="tiny model width")
+    p.add_argument("--layers", type=int, default=2, help="tiny model blocks")
+    p.add_argument("--top-k", type=int, default=1, help="SearchQA passages per search")
+    p.add_argument("--max-prompt-tokens", type=int, default=64,
+                   help="prompt budget (cut from the left: the question is kept)")
     p.add_argument("--budget-minutes", type=float, default=30.0)
     p.add_argument("--sft-episodes", type=int, default=1024)
     p.add_argument("--sft-steps", type=int, default=300)
@@ -79,13 +84,15 @@ def held_out_seeds(env: Any, n: int, exclude: set[str]) -> list[int]:
     return seeds
 
 
-def evaluate(path: Path, env: Any, seeds: list[int], temperature: float) -> dict[str, Any]:
+def evaluate(path: Path, env: Any, seeds: list[int], temperature: float,
+             max_prompt_tokens: int) -> dict[str, Any]:
     from thinkgym.agents.llm import load_model_and_tokenizer
     from thinkgym.training.evaluate import evaluate_policy
 
     model, tok = load_model_and_tokenizer(str(path))
     r = evaluate_policy(model, tok, env, seeds, temperature=temperature, max_new_tokens=64,
-                        max_completion_tokens=512, seed=0, progress=True)
+                        max_prompt_tokens=max_prompt_tokens, max_completion_tokens=512, seed=0,
+                        progress=True)
     return {"em": r.success, "mean_reward": r.mean_reward, "format": r.format_rate,
             "turns": r.mean_turns, "completion_tokens": r.mean_completion_tokens,
             "seconds": r.seconds}
@@ -102,7 +109,8 @@ def time_budget_callback(deadline: float) -> Any:
     return _Stop()
 
 
-def rollout_overhead(path: Path, env: Any, seeds: list[int], rounds: int) -> dict[str, Any]:
+def rollout_overhead(path: Path, env: Any, seeds: list[int], rounds: int,
+                     max_prompt_tokens: int) -> dict[str, Any]:
     import torch
 
     from thinkgym.agents.llm import (
@@ -124,7 +132,7 @@ def rollout_overhead(path: Path, env: Any, seeds: list[int], rounds: int) -> dic
             gen = torch.Generator().manual_seed(r * 1000 + i)
             t = time.perf_counter()
             ep = play_episode(env, policy, seed=seed, generator=gen, max_completion_tokens=512,
-                              max_new_tokens=64)
+                              max_prompt_tokens=max_prompt_tokens, max_new_tokens=64)
             t_roll += time.perf_counter() - t
             ids = torch.tensor([ep.prompt_ids])
             with generation_threads(model, None), torch.no_grad():
@@ -190,9 +198,12 @@ def main() -> None:
         args.overhead_rounds = 1
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # Every prompt is cut to --max-prompt-tokens on purpose (the tiny model cannot read the
+    # protocol instructions; it learns the protocol from the oracle): one warning per episode.
+    logging.getLogger("thinkgym.agents.llm").setLevel(logging.ERROR)
     import torch
 
-    from thinkgym.agents.tiny import tiny_model_path
+    from thinkgym.agents.tiny import TinyModelConfig, tiny_model_path
     from thinkgym.training.grpo import GRPOTrainConfig, make_env, train_grpo
     from thinkgym.training.sft import SFTTrainConfig, train_sft
 
@@ -200,8 +211,10 @@ def main() -> None:
     t0 = time.perf_counter()
     deadline = t0 + 60 * args.budget_minutes
     out = Path(args.out_dir)
-    env_kwargs = {"split": "easy"}
-    base = Path(args.model) if args.model else tiny_model_path()
+    env_kwargs = {"split": "easy", "top_k": args.top_k}
+    tiny = TinyModelConfig(hidden_size=args.hidden, num_layers=args.layers,
+                           intermediate_size=2 * args.hidden)
+    base = Path(args.model) if args.model else tiny_model_path(tiny)
     env = make_env(GRPOTrainConfig(env_id="SearchQA-v0", env_kwargs=env_kwargs))
     trained = question_ids(env, range(args.sft_episodes)) | question_ids(
         env, range(GRPO_SEED_BASE, GRPO_SEED_BASE + args.grpo_prompts))
@@ -210,7 +223,8 @@ def main() -> None:
     res: dict[str, Any] = {}
 
     t = time.perf_counter()
-    for k, v in evaluate(base, env, seeds, args.eval_temperature).items():
+    for k, v in evaluate(base, env, seeds, args.eval_temperature,
+                             args.max_prompt_tokens).items():
         res[f"{k}_base"] = v
     times["eval_base"] = time.perf_counter() - t
 
@@ -219,13 +233,15 @@ def main() -> None:
                          num_episodes=args.sft_episodes, max_steps=args.sft_steps,
                          learning_rate=args.sft_lr, lr_scheduler_type="constant_with_warmup",
                          warmup_ratio=0.03, per_device_batch_size=8, max_completion_tokens=512,
+                         max_prompt_tokens=args.max_prompt_tokens,
                          output_dir=str(out / "sft"), logging_steps=10)
     sft_dir = train_sft(sft, base)
     sft_log = json.loads((sft_dir / "trainer_state.json").read_text())["log_history"]
     times["sft"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    for k, v in evaluate(sft_dir, env, seeds, args.eval_temperature).items():
+    for k, v in evaluate(sft_dir, env, seeds, args.eval_temperature,
+                             args.max_prompt_tokens).items():
         res[f"{k}_sft"] = v
     times["eval_sft"] = time.perf_counter() - t
 
@@ -236,20 +252,23 @@ def main() -> None:
         first_seed=GRPO_SEED_BASE, num_generations=args.generations,
         prompts_per_step=args.prompts_per_step, max_steps=args.max_grpo_steps,
         learning_rate=args.grpo_lr, temperature=1.0, max_new_tokens=64,
-        max_completion_tokens=512, filter_zero_variance=True, output_dir=str(out / "grpo"),
+        max_prompt_tokens=args.max_prompt_tokens, max_completion_tokens=512,
+        filter_zero_variance=True, output_dir=str(out / "grpo"),
         logging_steps=1, curves_every=25)
     grpo_dir = train_grpo(grpo, str(sft_dir), callbacks=[time_budget_callback(deadline - reserve)])
     grpo_log = json.loads((grpo_dir / "trainer_state.json").read_text())["log_history"]
     times["grpo"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    for k, v in evaluate(grpo_dir, env, seeds, args.eval_temperature).items():
+    for k, v in evaluate(grpo_dir, env, seeds, args.eval_temperature,
+                             args.max_prompt_tokens).items():
         res[f"{k}_grpo"] = v
     times["eval_grpo"] = time.perf_counter() - t
     total = time.perf_counter() - t0
 
     t = time.perf_counter()
-    over = rollout_overhead(grpo_dir, env, seeds[:args.overhead_episodes], args.overhead_rounds)
+    over = rollout_overhead(grpo_dir, env, seeds[:args.overhead_episodes], args.overhead_rounds,
+                            args.max_prompt_tokens)
     times["overhead"] = time.perf_counter() - t
 
     grpo_steps = max((e.get("step", 0) for e in grpo_log), default=0)
