@@ -27,6 +27,7 @@ from thinkgym.training.scaleout import (
     main,
     model_state_bytes,
     param_count,
+    protocol_token_indices,
     vllm_grpo_kwargs,
 )
 
@@ -122,17 +123,47 @@ def tiny_path() -> str:
     return str(tiny_model_path())
 
 
-def test_counts_match_the_real_tiny_model_and_peft(tiny_path: str) -> None:
-    from peft import get_peft_model
-    from transformers import AutoModelForCausalLM
+@pytest.fixture(scope="module")
+def untied_path(tiny_path: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The tiny model with separate input and output embeddings, like R1-Distill-1.5B."""
+    from transformers import AutoTokenizer, Qwen2ForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(tiny_path)
+    from thinkgym.agents.llm import load_model_and_tokenizer
+
+    model, _ = load_model_and_tokenizer(tiny_path)
+    model.config.tie_word_embeddings = False
+    untied = Qwen2ForCausalLM(model.config)
+    out = tmp_path_factory.mktemp("untied")
+    untied.save_pretrained(out)
+    AutoTokenizer.from_pretrained(tiny_path).save_pretrained(out)
+    return str(out)
+
+
+def test_counts_match_the_real_tiny_model_and_peft(untied_path: str) -> None:
+    from peft import get_peft_model
+
+    from thinkgym.agents.llm import PROTOCOL_TAGS, load_model_and_tokenizer
+
+    model, tokenizer = load_model_and_tokenizer(untied_path)
     shape = Qwen2Shape.of(model.config)
+    assert not shape.tie_embeddings
     assert param_count(shape) == sum(p.numel() for p in model.parameters())
     settings = LoRASettings(r=4, alpha=8)
-    peft_model = get_peft_model(model, lora_config(settings))
+    tokens = protocol_token_indices(model, tokenizer)
+    assert list(tokens) == ["embed_tokens"]
+    assert len(tokens["embed_tokens"]) == len(PROTOCOL_TAGS)
+    peft_model = get_peft_model(model, lora_config(settings, tokens))
     trainable, _ = peft_model.get_nb_trainable_parameters()
-    assert trainable == lora_param_count(shape, settings)
+    rows = len(PROTOCOL_TAGS) * shape.hidden
+    assert trainable == lora_param_count(shape, settings) + rows
+
+
+def test_tied_model_gets_no_token_rows(tiny_path: str) -> None:
+    from thinkgym.agents.llm import load_model_and_tokenizer
+
+    model, tokenizer = load_model_and_tokenizer(tiny_path)
+    assert param_count(Qwen2Shape.of(model.config)) == sum(p.numel() for p in model.parameters())
+    assert protocol_token_indices(model, tokenizer) == {}
 
 
 # -- LoRA trainer ----------------------------------------------------------------------------
@@ -144,12 +175,13 @@ def grpo_config(tmp_path: Path, **kw: Any) -> GRPOTrainConfig:
     return GRPOTrainConfig(**{**base, **kw})
 
 
-def test_lora_grpo_step_trains_only_the_adapters(tmp_path: Path, tiny_path: str) -> None:
-    trainer = build_lora_trainer(grpo_config(tmp_path), tiny_path, LoRASettings(r=4, alpha=8))
+def test_lora_grpo_step_trains_only_the_adapters(tmp_path: Path, untied_path: str) -> None:
+    trainer = build_lora_trainer(grpo_config(tmp_path), untied_path, LoRASettings(r=4, alpha=8))
     named = dict(trainer.model.named_parameters())
     trainable = {n for n, p in named.items() if p.requires_grad}
     assert trainable
-    assert all("lora_" in n for n in trainable)
+    assert all("lora_" in n or "trainable_tokens" in n for n in trainable)
+    assert any("trainable_tokens" in n for n in trainable)  # the protocol-tag rows
     before = {n: p.detach().clone() for n, p in named.items()}
     trainer.train()
     changed = {n for n, p in trainer.model.named_parameters() if not p.equal(before[n])}
@@ -183,6 +215,7 @@ def test_vllm_flags_are_grpo_config_fields(mode: str) -> None:
 @pytest.mark.parametrize(("cls", "kw", "field"), [
     (LoRASettings, {"r": 0}, "r"), (LoRASettings, {"dropout": 1.0}, "dropout"),
     (LoRASettings, {"target_modules": "q_proj"}, "target_modules"),
+    (LoRASettings, {"modules_to_save": ("lm_head",)}, "modules_to_save"),
     (VLLMSettings, {"mode": "remote"}, "mode"),
     (VLLMSettings, {"gpu_memory_utilization": 0.0}, "gpu_memory_utilization")])
 def test_bad_settings_are_config_errors(cls: type, kw: dict[str, Any], field: str) -> None:

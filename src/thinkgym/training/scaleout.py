@@ -33,7 +33,7 @@ from thinkgym.errors import ConfigError
 
 __all__ = ["ACCELERATE_CONFIGS", "QWEN2_LINEAR", "R1_DISTILL_1_5B", "LoRASettings", "Qwen2Shape",
            "VLLMSettings", "build_lora_trainer", "lora_config", "lora_param_count", "main",
-           "model_state_bytes", "param_count", "vllm_grpo_kwargs"]
+           "model_state_bytes", "param_count", "protocol_token_indices", "vllm_grpo_kwargs"]
 
 logger = logging.getLogger(__name__)
 
@@ -126,9 +126,15 @@ class LoRASettings:
     """Dropout on the adapter input."""
     target_modules: tuple[str, ...] = QWEN2_LINEAR
     """Module names to adapt (default: every linear layer of a Qwen2 block)."""
+    train_protocol_tokens: bool = True
+    """Also train the input-embedding rows of the protocol tags as peft *trainable tokens*
+    (untied models only, see :func:`protocol_token_indices`): tags that
+    ``ensure_protocol_tags`` added to a real tokenizer (``<search>``, ``<answer>``, ...)
+    start as untrained rows (a few thousand parameters, not the 151k-row matrix)."""
     modules_to_save: tuple[str, ...] = ()
-    """Modules trained in full, e.g. ``("embed_tokens", "lm_head")`` when the protocol tags
-    were added to the tokenizer (their new embedding rows must learn)."""
+    """Modules trained in full (e.g. ``("embed_tokens",)``); ``lm_head`` is refused: TRL's
+    fused log-prob head reads the original ``lm_head.weight``, so a trained copy would be
+    silently ignored by the loss."""
 
     def __post_init__(self) -> None:
         for name in ("r", "alpha"):
@@ -144,16 +150,47 @@ class LoRASettings:
                               got=self.target_modules, fix=f"pass e.g. {QWEN2_LINEAR}")
         object.__setattr__(self, "target_modules", tuple(self.target_modules))
         object.__setattr__(self, "modules_to_save", tuple(self.modules_to_save))
+        if "lm_head" in self.modules_to_save:
+            raise ConfigError("lm_head cannot be trained through peft under TRL's GRPO",
+                              field="modules_to_save", got=self.modules_to_save,
+                              fix="drop 'lm_head' (TRL's fused log-prob head reads the frozen "
+                                  "original); train it with full fine-tuning or in SFT")
 
 
-def lora_config(settings: LoRASettings | None = None) -> Any:
-    """``peft.LoraConfig`` (causal LM) of ``settings``."""
+def protocol_token_indices(model: Any, tokenizer: Any,
+                           tags: Sequence[str] | None = None) -> dict[str, list[int]]:
+    """Input-embedding rows to train for the protocol tags: ``{"embed_tokens": ids}``.
+
+    Empty for a model with tied input/output embeddings: peft would then wrap
+    ``lm_head`` too, and TRL's GRPO reads ``lm_head.weight`` directly in its fused
+    log-prob head (TRL 1.16), which fails on the wrapper. For the same reason the
+    output rows of an untied model are not trained here (see docs/training.md).
+    Tags that are not single tokens of ``tokenizer`` are skipped.
+    """
+    from thinkgym.agents.llm import PROTOCOL_TAGS
+
+    if getattr(model.config, "tie_word_embeddings", False):
+        logger.warning("tied embeddings: protocol-tag rows are not trained as peft trainable "
+                       "tokens (TRL's fused LM head cannot read a wrapped lm_head)")
+        return {}
+    ids = set()
+    for tag in tags if tags is not None else PROTOCOL_TAGS:
+        encoded = tokenizer.encode(tag, add_special_tokens=False)
+        if len(encoded) == 1:
+            ids.add(int(encoded[0]))
+    return {"embed_tokens": sorted(ids)} if ids else {}
+
+
+def lora_config(settings: LoRASettings | None = None,
+                token_indices: dict[str, list[int]] | None = None) -> Any:
+    """``peft.LoraConfig`` (causal LM) of ``settings``; ``token_indices`` rows train too."""
     from peft import LoraConfig
 
     s = settings or LoRASettings()
     return LoraConfig(r=s.r, lora_alpha=s.alpha, lora_dropout=s.dropout,
                       target_modules=list(s.target_modules), bias="none", task_type="CAUSAL_LM",
-                      modules_to_save=list(s.modules_to_save) or None)
+                      modules_to_save=list(s.modules_to_save) or None,
+                      trainable_token_indices=token_indices or None)
 
 
 def lora_param_count(shape: Qwen2Shape, settings: LoRASettings | None = None) -> int:
@@ -218,9 +255,11 @@ def vllm_grpo_kwargs(settings: VLLMSettings | None = None) -> dict[str, Any]:
 
 
 def build_lora_trainer(config: Any, model_path: str, lora: LoRASettings | None = None) -> Any:
-    """A stock ``GRPOTrainer`` like :func:`~thinkgym.training.grpo.build_trainer`, with LoRA.
+    """A stock ``GRPOTrainer`` wired like :func:`~thinkgym.training.grpo.build_trainer`, with LoRA.
 
-    TRL wraps the model with ``peft.get_peft_model`` from ``peft_config``; only the
+    It repeats ``build_trainer``'s wiring (without the curves callback) because that
+    function loads the model itself and takes no ``peft_config``. TRL wraps the model
+    with ``peft.get_peft_model`` from ``peft_config``; only the
     adapters (and ``modules_to_save``) train. With ``beta > 0`` TRL uses the base
     model (adapters disabled) as the reference, so no second copy is loaded.
     """
@@ -235,7 +274,9 @@ def build_lora_trainer(config: Any, model_path: str, lora: LoRASettings | None =
         trl_args,
     )
 
+    lora = lora or LoRASettings()
     model, tokenizer = load_model_and_tokenizer(model_path, rope_scaling=config.rope_scaling)
+    tokens = protocol_token_indices(model, tokenizer) if lora.train_protocol_tokens else None
     env = make_env(config)
     dataset = build_dataset(config, env)
     funcs, weights = env_reward_funcs(env, config.metrics)
@@ -245,7 +286,7 @@ def build_lora_trainer(config: Any, model_path: str, lora: LoRASettings | None =
         warnings.filterwarnings("ignore", message=".*rollout_func.*experimental")
         return GRPOTrainer(model=model, reward_funcs=funcs, args=trl_args(config, weights),
                            train_dataset=dataset, processing_class=tokenizer,
-                           rollout_func=rollout, peft_config=lora_config(lora))
+                           rollout_func=rollout, peft_config=lora_config(lora, tokens))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -287,6 +328,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         trainer = build_trainer(config, args.model)
     trainer.train()
     trainer.save_model(args.output_dir)
+    trainer.processing_class.save_pretrained(args.output_dir)
     return 0
 
 
