@@ -17,8 +17,10 @@ from thinkgym.errors import ConfigError
 from thinkgym.training.reinforce import (
     ReinforceConfig,
     build_network,
+    config_from_args,
     configure,
     evaluate_policy,
+    held_out_kwargs,
     returns_to_go,
     train_reinforce,
 )
@@ -201,7 +203,7 @@ def test_searchqa_adapter_reads_the_hops(small_searchqa) -> None:
 @pytest.mark.slow
 def test_searchqa_policy_learns_over_random(small_searchqa) -> None:
     env, test_env = small_searchqa
-    config = ReinforceConfig(episodes=160, eval_episodes=0, seed=0, env_kwargs={})
+    config = ReinforceConfig(episodes=160, eval_episodes=0, seed=0)
     result = train_reinforce(config, env=env, progress=False)
     adapter = SearchQAMacroAdapter.for_env(test_env)
     learned = [run_episode(test_env, MacroPolicy(result.policy, adapter, greedy=True), index=i)
@@ -224,6 +226,11 @@ def test_cli_defaults_are_the_searchqa_run() -> None:
     args = parse([])
     assert (args.env, args.episodes) == ("SearchQA-v0", ReinforceConfig.episodes)
     assert args.func.__name__ == "run"
+    config = config_from_args(args)
+    assert held_out_kwargs(config) == {"split": "test"}
+    assert held_out_kwargs(config_from_args(parse(["--num-passages", "300"]))) == {
+        "num_passages": 300, "split": "test"}
+    assert held_out_kwargs(ReinforceConfig(env_id=GUESS_ID)) is None
 
 
 def test_cli_run_writes_result_policy_and_curve(tmp_path, capsys) -> None:

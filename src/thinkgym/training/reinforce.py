@@ -36,8 +36,9 @@ import numpy as np
 
 from thinkgym.errors import ConfigError
 
-__all__ = ["ReinforceConfig", "ReinforceResult", "build_network", "configure", "default_adapter",
-           "evaluate_policy", "make_env", "plot_learning_curve", "run", "train_reinforce"]
+__all__ = ["ReinforceConfig", "ReinforceResult", "build_network", "config_from_args", "configure",
+           "default_adapter", "evaluate_policy", "held_out_kwargs", "make_env",
+           "plot_learning_curve", "run", "train_reinforce"]
 
 logger = logging.getLogger(__name__)
 
@@ -50,11 +51,11 @@ class ReinforceConfig:
 
     env_id: str = "SearchQA-v0"
     """Registered env id (SearchQA-v0, or any Box-observation/Discrete-action env)."""
-    env_kwargs: Mapping[str, Any] = field(default_factory=lambda: {"split": "train"})
-    """Arguments of ``gym.make`` for training episodes."""
-    eval_env_kwargs: Mapping[str, Any] | None = field(
-        default_factory=lambda: {"split": "test"})
-    """Arguments of ``gym.make`` for the held-out evaluation (None: same as ``env_kwargs``)."""
+    env_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    """Arguments of ``gym.make`` for training episodes (SearchQA-v0's default split: train)."""
+    eval_env_kwargs: Mapping[str, Any] | None = None
+    """Arguments of ``gym.make`` for the held-out evaluation. None: for SearchQA-v0,
+    ``env_kwargs`` with ``split="test"``; for other envs, ``env_kwargs`` (unseen seeds)."""
     episodes: int = 480
     """Training episodes."""
     batch_episodes: int = 16
@@ -149,6 +150,15 @@ def make_env(env_id: str, env_kwargs: Mapping[str, Any]) -> Any:
                           fix="use a registered id, e.g. SearchQA-v0 or CartPole-v1 "
                               "(`thinkgym envs` lists thinkgym's)")
     return gym.make(env_id, **dict(env_kwargs))
+
+
+def held_out_kwargs(config: ReinforceConfig) -> dict[str, Any] | None:
+    """``gym.make`` arguments of the evaluation env (None: evaluate in the training env)."""
+    if config.eval_env_kwargs is not None:
+        return dict(config.eval_env_kwargs)
+    if config.env_id == "SearchQA-v0":
+        return {**config.env_kwargs, "split": "test"}
+    return None
 
 
 def default_adapter(env: Any) -> Any:
@@ -346,8 +356,8 @@ def train_reinforce(config: ReinforceConfig | None = None, *, env: Any = None,
         evaluation: dict[str, float] = {}
         if config.eval_episodes:
             if eval_env is None:
-                eval_env = env if config.eval_env_kwargs is None else make_env(
-                    config.env_id, config.eval_env_kwargs)
+                eval_kwargs = held_out_kwargs(config)
+                eval_env = env if eval_kwargs is None else make_env(config.env_id, eval_kwargs)
             greedy = MacroPolicy(net, adapter, greedy=True, seed=config.seed)
             seeds = range(EVAL_SEED_OFFSET, EVAL_SEED_OFFSET + config.eval_episodes)
             evaluation = evaluate_policy(eval_env, greedy, adapter, seeds)
@@ -455,7 +465,8 @@ def config_from_args(args: argparse.Namespace) -> ReinforceConfig:
         if args.num_passages is not None:
             kwargs["num_passages"] = args.num_passages
         eval_kwargs = {**kwargs, "split": args.eval_split or "test"}
-        kwargs["split"] = args.split or kwargs.get("split", "train")
+        if args.split is not None:
+            kwargs["split"] = args.split
     return ReinforceConfig(
         env_id=args.env, env_kwargs=kwargs, eval_env_kwargs=eval_kwargs, episodes=args.episodes,
         batch_episodes=args.batch, lr=args.lr, gamma=args.gamma, hidden=args.hidden,
