@@ -108,13 +108,13 @@ class SearchQAMacroAdapter:
             return None, len(facts), len(facts), entity
         chains, attribute = plan["chains"], plan["comparison"]["attribute"]
         total = 2 * len(chains)
-        bridges = []
+        bridges: list[str] = []
         for chain in chains:
             value = self._fact(chain["start"], chain["facts"][0])
             if value is None:
                 return (chain["start"], chain["facts"][0]), len(bridges), total, None
             bridges.append(value)
-        values = []
+        values: list[int] = []
         for bridge in bridges:
             value = self._fact(bridge, attribute)
             if value is None:

@@ -84,20 +84,23 @@ class ReinforceConfig:
     """Seed of the network init, action sampling and env seeds."""
 
     def __post_init__(self) -> None:
-        for name, lo in (("episodes", 1), ("batch_episodes", 1), ("hidden", 0), ("value_steps", 1),
-                         ("eval_episodes", 0), ("seed", 0)):
+        ints: tuple[tuple[str, int], ...] = (("episodes", 1), ("batch_episodes", 1), ("hidden", 0),
+                                             ("value_steps", 1), ("eval_episodes", 0), ("seed", 0))
+        for name, lo in ints:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < lo:
                 raise ConfigError(f"must be an int >= {lo}", field=name, got=v,
                                   fix=f"pass e.g. {name}={getattr(ReinforceConfig, name)}")
-        for name, lo, hi in (("lr", 0.0, math.inf), ("value_lr", 0.0, math.inf),
-                             ("gamma", 0.0, 1.0), ("baseline_momentum", 0.0, 1.0),
-                             ("entropy_coef", 0.0, math.inf), ("max_grad_norm", 0.0, math.inf)):
+        floats: tuple[tuple[str, float, float], ...] = (
+            ("lr", 0.0, math.inf), ("value_lr", 0.0, math.inf), ("gamma", 0.0, 1.0),
+            ("baseline_momentum", 0.0, 1.0), ("entropy_coef", 0.0, math.inf),
+            ("max_grad_norm", 0.0, math.inf))
+        for name, lo_f, hi in floats:
             v = getattr(self, name)
             bad = isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v)
             positive = name in ("lr", "value_lr")
-            if bad or not lo <= v <= hi or (positive and v == 0):
-                raise ConfigError(f"must be a number in [{lo}, {hi}]" + (" and > 0" if positive
+            if bad or not lo_f <= v <= hi or (positive and v == 0):
+                raise ConfigError(f"must be a number in [{lo_f}, {hi}]" + (" and > 0" if positive
                                   else ""), field=name, got=v,
                                   fix=f"pass e.g. {name}={getattr(ReinforceConfig, name)}")
         if self.baseline not in ("value", "mean", "none"):
@@ -179,13 +182,10 @@ def build_network(num_features: int, num_outputs: int, hidden: int, seed: int) -
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        if hidden == 0:
-            net = torch.nn.Linear(num_features, num_outputs)
-        else:
-            net = torch.nn.Sequential(torch.nn.Linear(num_features, hidden), torch.nn.Tanh(),
-                                      torch.nn.Linear(hidden, num_outputs))
+        layers = [torch.nn.Linear(num_features, hidden), torch.nn.Tanh()] if hidden else []
+        last = torch.nn.Linear(hidden or num_features, num_outputs)  # created after: same init
+        net: torch.nn.Module = torch.nn.Sequential(*layers, last) if hidden else last
         with torch.no_grad():  # start near-uniform: small output weights, zero bias
-            last = net if hidden == 0 else net[-1]
             last.weight.mul_(0.1)
             last.bias.zero_()
     return net
