@@ -5,6 +5,10 @@ budget, and chooses: think 1, 2 or 8 more ticks, or answer. It is compared with
 two baselines on the same held-out episodes. Runs on CPU in a few minutes:
 
     python examples/ctm_think_ppo.py --steps 40000 --episodes 300 --save runs/halting_ppo
+    python examples/ctm_think_ppo.py --task digits --steps 20000
+
+PPO trains on the env's ``validation`` items and every policy is scored on ``test``
+items (disjoint halves of the task's held-out items).
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from thinkgym.training.ctm_halting import HaltingPPOConfig, evaluate_halting, tr
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", default="parity", choices=["parity", "maze", "digits"],
+                        help="CTM task (its bundled checkpoint)")
     parser.add_argument("--steps", type=int, default=40_000, help="PPO environment steps")
     parser.add_argument("--episodes", type=int, default=300, help="evaluation episodes")
     parser.add_argument("--tick-budget", type=int, default=None,
@@ -26,8 +32,8 @@ def main() -> None:
     parser.add_argument("--save", default=None, help="save the PPO model here (.zip)")
     args = parser.parse_args()
 
-    env_kwargs = {"tick_budget": args.tick_budget}
-    model = train_halting_ppo(HaltingPPOConfig(env_kwargs=env_kwargs,
+    env_kwargs = {"task": args.task, "tick_budget": args.tick_budget, "split": "test"}
+    model = train_halting_ppo(HaltingPPOConfig(env_kwargs={**env_kwargs, "split": "validation"},
                                                total_timesteps=args.steps, seed=args.seed))
     if args.save:
         model.save(args.save)

@@ -185,3 +185,69 @@ print("ok")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120, check=True)
     assert out.stdout.strip().endswith("ok")
+
+
+def test_validation_and_test_halves_are_disjoint(tiny_checkpoint: Path) -> None:
+    def items(split: str) -> set[str]:
+        env = make(tiny_checkpoint, split=split)
+        return {env.reset(seed=s)[1]["item_id"] for s in range(60)}
+
+    val, test = items("validation"), items("test")  # parity-8: ~51 held-out strings
+    assert len(val) > 10
+    assert len(test) > 10
+    assert not val & test
+    with pytest.raises(ConfigError, match="split"):
+        make(tiny_checkpoint, split="val")
+
+
+# --- the bundled digits checkpoint ---------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def digits_env() -> CTMThinkEnv:
+    return CTMThinkEnv(task="digits")
+
+
+def test_digits_checkpoint_loads_as_default(digits_env: CTMThinkEnv) -> None:
+    from thinkgym.envs.ctm_think import DEFAULT_CHECKPOINTS
+
+    assert digits_env.config.checkpoint_name == DEFAULT_CHECKPOINTS["digits"]
+    assert digits_env.checkpoint_meta.task_name == "digits"
+    assert digits_env.tick_budget == digits_env.model.config.iterations == 16
+    # A trained classifier: most held-out images right at the end of the budget.
+    correct = 0
+    for seed in range(20):
+        digits_env.reset(seed=seed)
+        *_, truncated, info = digits_env.step(2)
+        while not truncated:
+            *_, truncated, info = digits_env.step(2)
+        correct += info["accuracy"]
+    assert correct >= 16
+
+
+def test_digits_check_env_and_determinism(digits_env: CTMThinkEnv) -> None:
+    from gymnasium.utils.env_checker import check_env
+
+    check_env(digits_env, skip_render_check=True)
+
+    def run() -> list[float]:
+        obs, info = digits_env.reset(seed=7)
+        out = [*obs, info["item_index"]]
+        for action in (0, 1, 2, 3):
+            obs, reward, *_ = digits_env.step(action)
+            out += [*obs, reward]
+        return out
+
+    assert run() == run()
+
+
+def test_digits_test_pool_is_held_out_images(digits_env: CTMThinkEnv) -> None:
+    # Test episodes show held-out images only: never an image of the CTM's training split.
+    from thinkgym.ctm_core.tasks.digits import _digits
+
+    images, _ = _digits()
+    train_images = {images[i].tobytes() for i in digits_env.task.split_images("train")}
+    for seed in range(30):
+        digits_env.reset(seed=seed)
+        shown = digits_env._batch.inputs[0, 0].numpy().tobytes()
+        assert shown not in train_images

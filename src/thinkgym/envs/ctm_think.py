@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -43,8 +44,14 @@ FEATURES: tuple[str, ...] = (
 _LOW = np.array([0, -1, 0, 0, 0, 0, 0, 0, 0], dtype=np.float32)
 _HIGH = np.array([1, 1, 1, 1, 1, 1, 1, np.inf, np.inf], dtype=np.float32)
 
-DEFAULT_CHECKPOINTS: dict[str, str] = {"parity": "parity16", "maze": "maze9"}
+DEFAULT_CHECKPOINTS: dict[str, str] = {"parity": "parity16", "maze": "maze9",
+                                        "digits": "digits16"}
 """Bundled checkpoint used when ``checkpoint`` is not given, per task."""
+
+HOLDOUT_KEY = 20_261_123
+"""Key of the content hash that halves the task's held-out items into ``validation`` and
+``test`` (independent of the task's own train/test hash, which is keyed by its seed)."""
+_MAX_DRAWS = 1_000
 
 
 @dataclass(frozen=True)
@@ -79,8 +86,11 @@ class CTMThinkConfig:
     None: the ticks the checkpoint was trained for (its ``iterations``)."""
     obs_mode: Literal["box", "text"] = "box"
     """``"box"``: float features (``FEATURES``); ``"text"``: the same rendered as a line."""
-    split: Literal["train", "test"] = "test"
-    """Split of the task's items; ``"test"`` items were never seen in training."""
+    split: Literal["train", "validation", "test"] = "test"
+    """Items an episode is drawn from. ``"validation"`` and ``"test"`` are disjoint halves
+    (by a keyed content hash) of the task's held-out items, which the CTM never saw in
+    training: tune halting policies on ``"validation"``, report on ``"test"``. ``"train"``
+    items are the CTM's own training data (it is often over-confident on them)."""
     alpha: float = 0.7
     """Weight of R_steps in R = alpha * R_steps + beta * R_ticks."""
     beta: float = 0.3
@@ -115,9 +125,9 @@ class CTMThinkConfig:
         if self.obs_mode not in ("box", "text"):
             raise ConfigError("unknown obs_mode", field="obs_mode", got=self.obs_mode,
                               fix="use 'box' (features) or 'text' (for LLM agents)")
-        if self.split not in ("train", "test"):
+        if self.split not in ("train", "validation", "test"):
             raise ConfigError("unknown split", field="split", got=self.split,
-                              fix="use 'train' or 'test'")
+                              fix="use 'train', 'validation' or 'test'")
         if self.tick_budget is not None and (isinstance(self.tick_budget, bool)
                                              or not isinstance(self.tick_budget, int)
                                              or self.tick_budget < 1):
@@ -208,8 +218,10 @@ class CTMThinkEnv(gym.Env):
     and ``ticks`` are logged at weight 0. Override weights with ``reward_weights``.
 
     ## Starting State
-    A task item drawn with ``self.np_random`` from ``split`` (held-out items by
-    default); the CTM's learned start state, 0 ticks used.
+    A task item drawn with ``self.np_random`` from ``split``: by default the ``"test"``
+    half of the task's held-out items (``"validation"`` is the other half, for tuning
+    halting policies); the CTM's learned start state, 0 ticks used. Small item pools
+    (e.g. ``task="digits"``: a few hundred held-out images) are revisited across seeds.
 
     ## Episode End
     Terminated when the agent answers. Truncated when the tick budget is used up: the
@@ -221,7 +233,7 @@ class CTMThinkEnv(gym.Env):
     ``obs_mode``, ``split``, the reward numbers and ``reward_weights``.
 
     ## Version History
-    * v0: initial version.
+    * v0: initial version; held-out items split into ``validation`` and ``test`` halves.
 
     Example::
 
@@ -302,13 +314,15 @@ class CTMThinkEnv(gym.Env):
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[Any, dict[str, Any]]:
         super().reset(seed=seed, options=options)
-        index = int(self.np_random.integers(0, 2**31 - 1))
-        self._batch = self.task.batch([index], split=self.config.split)
+        index = self._draw_index()
+        self._batch = self.task.batch([index], split=self._task_split)
         with _torch_threads(self.config.torch_threads):
             self._kv = self.model.compute_kv(self._batch.inputs)
             self._state = self.model.init_state(self._kv)
             logits, certainty = self.model.readout(self._state)
             self._item_index = index
+            self._item_id = hashlib.blake2b(self._batch.inputs.numpy().tobytes(),
+                                            digest_size=8).hexdigest()
             self._ticks_used, self._turn = 0, 0
             self._certainty = self._max_certainty = float(certainty[0])
             self._prediction = None
@@ -325,6 +339,27 @@ class CTMThinkEnv(gym.Env):
     @property
     def _budget_left(self) -> int:
         return self.tick_budget - self._ticks_used
+
+    @property
+    def _task_split(self) -> str:
+        return "train" if self.config.split == "train" else "test"
+
+    def _draw_index(self) -> int:
+        """Index of a ``split`` item: held-out items are kept only in their own half."""
+        from thinkgym.ctm_core.tasks.base import content_split
+
+        for _ in range(_MAX_DRAWS):
+            index = int(self.np_random.integers(0, 2**31 - 1))
+            if self.config.split == "train":
+                return index
+            x, y = self.task.sample_numpy(index, "test")
+            half = content_split(self.task.split_key(x, y), 0.5, HOLDOUT_KEY)
+            if half == ("test" if self.config.split == "test" else "train"):
+                return index
+        raise ConfigError(f"no {self.config.split} item in {_MAX_DRAWS} draws: the task's "
+                          "held-out pool is too small to halve", field="split",
+                          got=self.config.split, fix="raise the task's test_fraction or use "
+                          "split='train'")
 
     def _check_action(self, action: Any) -> int:
         try:
@@ -389,6 +424,7 @@ class CTMThinkEnv(gym.Env):
     def _info(self, *, action: str | None, **extra: Any) -> dict[str, Any]:
         return {"ticks_used": self._ticks_used, "budget_left": self._budget_left,
                 "certainty": self._certainty, "action": action, "item_index": self._item_index,
+                "item_id": self._item_id,
                 **extra}
 
 

@@ -33,8 +33,9 @@ class HaltingPPOConfig:
     """PPO on CTMThink-v0's Box observation."""
 
     env_kwargs: Mapping[str, Any] = field(default_factory=dict)
-    """Arguments of ``gym.make("CTMThink-v0", ...)``; ``split`` defaults to ``"train"``
-    so the policy is trained on items the evaluation (test split) never shows."""
+    """Arguments of ``gym.make("CTMThink-v0", ...)``; ``split`` defaults to
+    ``"validation"``: held-out items the CTM never trained on (so its certainty behaves as
+    on test items) and that the test split never shows."""
     total_timesteps: int = 40_000
     """Environment steps of PPO training."""
     n_envs: int = 4
@@ -74,6 +75,8 @@ class HaltingResult:
     """Mean undiscounted episode return."""
     episodes: int
     """Episodes played."""
+    distinct_items: int
+    """Distinct task items among them (small pools, e.g. digits, are revisited)."""
     seconds: float
     """Wall-clock time of the evaluation."""
 
@@ -97,11 +100,12 @@ def evaluate_halting(policy: Policy, env_kwargs: Mapping[str, Any] | None = None
     import thinkgym  # noqa: F401  (registers the envs)
 
     env = env if env is not None else gym.make("CTMThink-v0", **dict(env_kwargs or {}))
-    acc, ticks, returns = [], [], []
+    acc, ticks, returns, items = [], [], [], set()
     start = time.perf_counter()
     for s in tqdm(episode_seeds(seed, episodes), disable=not progress, desc="episodes",
                   leave=False):
-        obs, _ = env.reset(seed=s)
+        obs, info = env.reset(seed=s)
+        items.add(info.get("item_id"))
         policy.reset()
         total, done, info = 0.0, False, {}
         while not done:
@@ -113,6 +117,7 @@ def evaluate_halting(policy: Policy, env_kwargs: Mapping[str, Any] | None = None
         returns.append(total)
     return HaltingResult(accuracy=float(np.mean(acc)), mean_ticks=float(np.mean(ticks)),
                          mean_return=float(np.mean(returns)), episodes=episodes,
+                         distinct_items=len(items),
                          seconds=time.perf_counter() - start)
 
 
@@ -131,7 +136,7 @@ def train_halting_ppo(config: HaltingPPOConfig | None = None, *, progress: bool 
     import thinkgym  # noqa: F401  (registers the envs)
 
     # SB3 asks for render_mode="rgb_array" unless told otherwise; this env renders text only.
-    env_kwargs = {"split": "train", "render_mode": None, **dict(config.env_kwargs)}
+    env_kwargs = {"split": "validation", "render_mode": None, **dict(config.env_kwargs)}
     vec = make_vec_env("CTMThink-v0", n_envs=config.n_envs, seed=config.seed,
                        env_kwargs=env_kwargs)
     model = PPO("MlpPolicy", vec, learning_rate=config.learning_rate, n_steps=config.n_steps,
