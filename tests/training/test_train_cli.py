@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -68,3 +69,21 @@ def test_sft_then_grpo_end_to_end(tmp_path) -> None:
     log = json.loads((grpo_dir / "trainer_state.json").read_text())["log_history"]
     assert log[0]["step"] == 1
     assert "rewards/answer_guessing/mean" in log[0]
+
+
+@pytest.mark.slow  # builds the SearchQA index, SFT + GRPO + three evaluations: minutes on CPU
+def test_example_script_runs_with_tiny_settings(tmp_path) -> None:
+    from pathlib import Path
+
+    script = Path(__file__).parents[2] / "examples" / "train_search_agent_grpo.py"
+    assert len(script.read_text().splitlines()) <= 150
+    run = subprocess.run(
+        [sys.executable, str(script), "--out", str(tmp_path / "run"), "--sft-episodes", "8",
+         "--sft-steps", "2", "--grpo-prompts", "2", "--grpo-steps", "1", "--generations", "2",
+         "--max-new-tokens", "16", "--max-completion-tokens", "320", "--eval-episodes", "2"],
+        capture_output=True, text=True, timeout=1200, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert run.returncode == 0, run.stderr[-2000:]
+    for stage in ("base", "sft", "grpo"):
+        assert f"{stage} " in run.stdout
+    assert (tmp_path / "run" / "grpo" / "model.safetensors").is_file()
+    assert (tmp_path / "run" / "grpo" / "curves.png").is_file()
