@@ -22,8 +22,8 @@ import numpy as np
 from thinkgym.agents import Policy
 from thinkgym.errors import ConfigError, DependencyNotInstalled
 
-__all__ = ["HaltingPPOConfig", "HaltingResult", "episode_seeds", "evaluate_halting",
-           "train_halting_ppo"]
+__all__ = ["HaltingPPOConfig", "HaltingResult", "budget_end_terminates", "episode_seeds",
+           "evaluate_halting", "train_halting_ppo"]
 
 logger = logging.getLogger(__name__)
 
@@ -121,6 +121,29 @@ def evaluate_halting(policy: Policy, env_kwargs: Mapping[str, Any] | None = None
                          seconds=time.perf_counter() - start)
 
 
+def budget_end_terminates(env: Any) -> Any:
+    """Wrap a CTMThink-v0 env so that running out of tick budget ends it as *terminated*.
+
+    The env reports the budget's end as ``truncated`` (Gymnasium's convention for a
+    limit imposed on the episode), and stable-baselines3 bootstraps truncated episodes
+    with the critic's value of the final observation, as if the episode could go on.
+    Here it cannot: the answer has been scored and the budget is part of the
+    observation. Bootstrapping added V(final obs) to every budget-exhausting episode,
+    which made thinking to the full budget look better than answering (PPO learned
+    exactly that on parity16 and digits16). Rewards are unchanged.
+    """
+    import gymnasium as gym
+
+    class _BudgetEndTerminates(gym.Wrapper):
+        def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
+            obs, reward, terminated, truncated, info = self.env.step(action)
+            if truncated:
+                info = {**info, "budget_exhausted": True}
+            return obs, reward, terminated or truncated, False, info
+
+    return _BudgetEndTerminates(env)
+
+
 def train_halting_ppo(config: HaltingPPOConfig | None = None, *, progress: bool = True) -> Any:
     """Train PPO on CTMThink-v0 and return the stable-baselines3 model."""
     config = config or HaltingPPOConfig()
@@ -138,7 +161,7 @@ def train_halting_ppo(config: HaltingPPOConfig | None = None, *, progress: bool 
     # SB3 asks for render_mode="rgb_array" unless told otherwise; this env renders text only.
     env_kwargs = {"split": "validation", "render_mode": None, **dict(config.env_kwargs)}
     vec = make_vec_env("CTMThink-v0", n_envs=config.n_envs, seed=config.seed,
-                       env_kwargs=env_kwargs)
+                       env_kwargs=env_kwargs, wrapper_class=budget_end_terminates)
     model = PPO("MlpPolicy", vec, learning_rate=config.learning_rate, n_steps=config.n_steps,
                 batch_size=config.batch_size, ent_coef=config.ent_coef, gamma=config.gamma,
                 seed=config.seed, device="cpu", verbose=0,
