@@ -17,6 +17,14 @@ and the one to test is chosen by the same rule on validation episodes.
         --json benchmarks/results/ctm_think_halting.json \
         --png benchmarks/results/ctm_think_halting.png
 
+The committed results came from two runs (each task's section as written by its run;
+``--tick-cost`` applies to every task of a run) and a separate timing run:
+
+    python benchmarks/ctm_think_halting.py --task parity --no-timing --json J --png P
+    python benchmarks/ctm_think_halting.py --task digits --no-timing \
+        --tick-cost 0.02 0.1 0.3 --json J --png P
+    python benchmarks/ctm_think_halting.py --timing-only --json J
+
 The JSON keeps the issue's schema for the default task (``policies``, ``step_ms``) and
 holds every task under ``tasks``; running some tasks updates only theirs in an existing
 file. ``--timing-only`` re-measures the step timings and keeps the rest; ``--no-timing``
