@@ -35,6 +35,15 @@ Also reported against generating only the agent's tokens (the stricter ratio).
 
     HF_HUB_OFFLINE=1 nice -n 19 python benchmarks/grpo_learning.py \
         --json benchmarks/results/grpo_learning.json
+    HF_HUB_OFFLINE=1 nice -n 19 python benchmarks/grpo_learning.py \
+        --overhead-model runs/bench_grpo_learning/sft --json benchmarks/results/grpo_learning.json
+
+The committed run does NOT meet the EM target: SFT left a 0.5% EM policy, so
+almost no GRPO group contained a success; GRPO then optimised the shaping terms
+and converged to answering at once without searching (+0.2 format, no search
+cost, EM 0) — the behaviour the ``answer_guessing`` detector flags. The second
+command re-measures the overhead on the run's SFT model, whose episodes search
+(the GRPO model's one-turn episodes have no env text to feed).
 """
 
 from __future__ import annotations

@@ -51,15 +51,25 @@ def test_parser_does_not_import_heavy_libraries() -> None:
     assert out == "[]"
 
 
-@pytest.mark.slow  # ~1-2 min on the shared 2-core machine: two model loads, SFT, one GRPO step
-def test_sft_then_grpo_end_to_end(tmp_path) -> None:
-    sft_dir, grpo_dir = tmp_path / "sft", tmp_path / "grpo"
+def _train_sft(sft_dir) -> None:
     assert main(["train", "sft", "--env", "ToolCall-v0", "--episodes", "4", "--steps", "1",
                  "--out", str(sft_dir), "--no-progress"]) == 0
+
+
+def test_train_sft_end_to_end(tmp_path) -> None:
+    sft_dir = tmp_path / "sft"
+    _train_sft(sft_dir)
     assert (sft_dir / "config.json").is_file()
     assert (sft_dir / "thinkgym_tiny.json").is_file()  # so grpo keeps the tiny-model defaults
     sft_args = json.loads((sft_dir / "thinkgym_sft.json").read_text())
     assert sft_args["learning_rate"] == 3e-3  # the tiny default, not the 1.5B one
+    assert sft_args["max_completion_tokens"] == 512
+
+
+@pytest.mark.slow  # ~5 s on a quiet machine, a minute or more on the loaded shared one
+def test_sft_then_grpo_end_to_end(tmp_path) -> None:
+    sft_dir, grpo_dir = tmp_path / "sft", tmp_path / "grpo"
+    _train_sft(sft_dir)
     assert main(["train", "grpo", "--env", "ToolCall-v0", "--model", str(sft_dir),
                  "--prompts", "2", "--generations", "2", "--prompts-per-step", "1",
                  "--steps", "1", "--max-new-tokens", "8", "--max-completion-tokens", "48",
