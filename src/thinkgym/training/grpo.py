@@ -36,7 +36,7 @@ from __future__ import annotations
 import logging
 import math
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -410,11 +410,14 @@ class EnvRollout:
         m["rollout/zero_variance_filtered"].append(filtered / max(1, n // g))
 
 
-def build_trainer(config: GRPOTrainConfig, model_path: str, callbacks: Sequence[Any] = ()) -> Any:
+def build_trainer(config: GRPOTrainConfig, model_path: str, callbacks: Sequence[Any] = (),
+                  peft: Callable[[Any, Any], Any] | None = None) -> Any:
     """A stock ``trl.GRPOTrainer`` on ``config.env_id`` for the local model at ``model_path``.
 
     With ``curves_every > 0`` a callback redraws ``output_dir/curves.png`` from the
-    trainer's log history (:mod:`thinkgym.training.curves`).
+    trainer's log history (:mod:`thinkgym.training.curves`). ``peft``, if given, is
+    called with the loaded model and tokenizer and returns the ``peft_config`` TRL
+    wraps the model with (see :func:`thinkgym.training.scaleout.build_lora_trainer`).
     """
     from trl import GRPOTrainer
 
@@ -437,7 +440,8 @@ def build_trainer(config: GRPOTrainConfig, model_path: str, callbacks: Sequence[
         warnings.filterwarnings("ignore", message=".*rollout_func.*experimental")
         return GRPOTrainer(model=model, reward_funcs=funcs, args=trl_args(config, weights),
                            train_dataset=dataset, processing_class=tokenizer,
-                           rollout_func=rollout, callbacks=callbacks or None)
+                           rollout_func=rollout, callbacks=callbacks or None,
+                           peft_config=None if peft is None else peft(model, tokenizer))
 
 
 def copy_lineage(source: str | Path, target: str | Path) -> None:

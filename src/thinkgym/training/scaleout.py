@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -255,38 +254,22 @@ def vllm_grpo_kwargs(settings: VLLMSettings | None = None) -> dict[str, Any]:
 
 
 def build_lora_trainer(config: Any, model_path: str, lora: LoRASettings | None = None) -> Any:
-    """A stock ``GRPOTrainer`` wired like :func:`~thinkgym.training.grpo.build_trainer`, with LoRA.
+    """:func:`~thinkgym.training.grpo.build_trainer` with LoRA adapters from ``lora``.
 
-    It repeats ``build_trainer``'s wiring (without the curves callback) because that
-    function loads the model itself and takes no ``peft_config``. TRL wraps the model
-    with ``peft.get_peft_model`` from ``peft_config``; only the
+    TRL wraps the model with ``peft.get_peft_model`` from ``peft_config``; only the
     adapters (and ``modules_to_save``) train. With ``beta > 0`` TRL uses the base
     model (adapters disabled) as the reference, so no second copy is loaded.
     """
-    from trl import GRPOTrainer
+    from thinkgym.training.grpo import build_trainer
 
-    from thinkgym.agents.llm import load_model_and_tokenizer
-    from thinkgym.training.grpo import (
-        EnvRollout,
-        build_dataset,
-        env_reward_funcs,
-        make_env,
-        trl_args,
-    )
+    settings = lora or LoRASettings()
 
-    lora = lora or LoRASettings()
-    model, tokenizer = load_model_and_tokenizer(model_path, rope_scaling=config.rope_scaling)
-    tokens = protocol_token_indices(model, tokenizer) if lora.train_protocol_tokens else None
-    env = make_env(config)
-    dataset = build_dataset(config, env)
-    funcs, weights = env_reward_funcs(env, config.metrics)
-    seeds = dict(zip(dataset["prompt"], dataset["env_seed"], strict=True))
-    rollout = EnvRollout(config, tokenizer, seeds, env)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*rollout_func.*experimental")
-        return GRPOTrainer(model=model, reward_funcs=funcs, args=trl_args(config, weights),
-                           train_dataset=dataset, processing_class=tokenizer,
-                           rollout_func=rollout, peft_config=lora_config(lora, tokens))
+    def peft(model: Any, tokenizer: Any) -> Any:
+        tokens = (protocol_token_indices(model, tokenizer) if settings.train_protocol_tokens
+                  else None)
+        return lora_config(settings, tokens)
+
+    return build_trainer(config, model_path, peft=peft)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
