@@ -465,11 +465,11 @@ def train_grpo(config: GRPOTrainConfig, model_path: str, *, progress: bool = Tru
     ``resume_from_checkpoint``: a ``checkpoint-N`` directory of an earlier run with
     the same config, or True for the latest one in ``output_dir``.
     """
-    from thinkgym.training.sft import _quiet
+    from thinkgym.training.sft import quiet_trainer
 
     trainer = build_trainer(config, model_path, callbacks)
     if not progress:
-        _quiet(trainer)
+        quiet_trainer(trainer)
     trainer.train(resume_from_checkpoint=resume_from_checkpoint)
     out = Path(config.output_dir)
     trainer.save_model(str(out))

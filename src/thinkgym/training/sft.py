@@ -44,7 +44,8 @@ from typing import Any
 from thinkgym.errors import ConfigError
 
 __all__ = ["ORACLES", "SFTTrainConfig", "build_sft_dataset", "build_sft_trainer",
-           "oracle_episodes", "oracle_policy", "render_oracle_episode", "sft_args", "train_sft"]
+           "oracle_episodes", "oracle_policy", "quiet_trainer", "render_oracle_episode", "sft_args",
+           "train_sft"]
 
 logger = logging.getLogger(__name__)
 
@@ -318,7 +319,7 @@ def train_sft(config: SFTTrainConfig, model_path: str | Path,
 
     trainer = build_sft_trainer(config, model_path, episodes, progress=progress)
     if not progress:
-        _quiet(trainer)
+        quiet_trainer(trainer)
     trainer.train()
     out = Path(config.output_dir)
     trainer.save_model(str(out))
@@ -329,7 +330,7 @@ def train_sft(config: SFTTrainConfig, model_path: str | Path,
     return out
 
 
-def _quiet(trainer: Any) -> None:
+def quiet_trainer(trainer: Any) -> None:
     """Drop the trainer's progress bar and its printed log dicts."""
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
