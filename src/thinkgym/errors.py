@@ -30,7 +30,7 @@ __all__ = [
     "ToolError",
     "ToolTimeout",
     "ToolValidationError",
-]
+]  # the hierarchy; ``check_int_fields`` below is a helper that raises ConfigError
 
 class _Missing:
     def __repr__(self) -> str:
@@ -78,6 +78,30 @@ class ConfigError(ThinkgymError, ValueError):
         self.field = field
         prefix = f"{field}: " if field and not what.startswith(field) else ""
         super().__init__(prefix + what, got=got, fix=fix)
+
+
+def check_int_fields(config: Any, minimums: dict[str, int]) -> None:
+    """``ConfigError`` for the first field of ``config`` that is not an int >= its minimum.
+
+    ``minimums`` maps field names to their least allowed value. Booleans are refused
+    (``True`` is an ``int`` to Python). The fix suggests the field's class default.
+
+        >>> from dataclasses import dataclass
+        >>> @dataclass
+        ... class C:
+        ...     steps: int = 10
+        >>> check_int_fields(C(steps=0), {"steps": 1})
+        Traceback (most recent call last):
+        ...
+        thinkgym.errors.ConfigError: steps: must be an int >= 1 (got 0). Fix: pass e.g. steps=10
+    """
+    for name, lo in minimums.items():
+        v = getattr(config, name)
+        if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+            default = getattr(type(config), name, None)
+            fix = f"pass e.g. {name}={default}" if isinstance(default, int) else \
+                f"pass an int >= {lo}"
+            raise ConfigError(f"must be an int >= {lo}", field=name, got=v, fix=fix)
 
 
 class RegistryError(ThinkgymError, LookupError):

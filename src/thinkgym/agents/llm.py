@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from thinkgym.errors import CheckpointError, ConfigError, InvalidAction
+from thinkgym.errors import CheckpointError, ConfigError, InvalidAction, check_int_fields
 from thinkgym.rewards.masking import tokenizer_offsets
 
 __all__ = [
@@ -116,11 +116,7 @@ class LLMPolicyConfig:
         if not (isinstance(self.top_p, int | float) and 0 < self.top_p <= 1):
             raise ConfigError("must lie in (0, 1]", field="top_p", got=self.top_p,
                               fix="pass e.g. top_p=0.95")
-        for name in ("max_new_tokens", "max_context_tokens"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ConfigError("must be an int >= 1", field=name, got=v,
-                                  fix=f"pass e.g. {name}={getattr(LLMPolicyConfig, name)}")
+        check_int_fields(self, {"max_new_tokens": 1, "max_context_tokens": 1})
         if self.max_new_tokens >= self.max_context_tokens:
             raise ConfigError("max_new_tokens must be < max_context_tokens",
                               field="max_new_tokens", got=(self.max_new_tokens,

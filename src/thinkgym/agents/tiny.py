@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from thinkgym.errors import ConfigError
+from thinkgym.errors import ConfigError, check_int_fields
 
 __all__ = [
     "R1_SPECIAL_TOKENS",
@@ -96,13 +96,9 @@ class TinyModelConfig:
     """Use the eos token as pad token, as DeepSeek-R1-Distill's tokenizer does."""
 
     def __post_init__(self) -> None:
-        for name, lo in (("hidden_size", 8), ("num_layers", 1), ("num_heads", 1),
-                         ("num_kv_heads", 1), ("intermediate_size", 8), ("vocab_size", 300),
-                         ("max_position_embeddings", 64), ("corpus_episodes", 1)):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-                raise ConfigError(f"must be an int >= {lo}", field=name, got=v,
-                                  fix=f"pass e.g. {name}={getattr(TinyModelConfig, name)}")
+        check_int_fields(self, {"hidden_size": 8, "num_layers": 1, "num_heads": 1,
+                                "num_kv_heads": 1, "intermediate_size": 8, "vocab_size": 300,
+                                "max_position_embeddings": 64, "corpus_episodes": 1})
         if self.hidden_size % self.num_heads:
             raise ConfigError("hidden_size must be divisible by num_heads", field="num_heads",
                               got=(self.hidden_size, self.num_heads),

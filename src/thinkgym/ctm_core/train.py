@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from thinkgym.errors import CheckpointError, ConfigError, NumericalError
+from thinkgym.errors import CheckpointError, ConfigError, NumericalError, check_int_fields
 
 if TYPE_CHECKING:
     import torch
@@ -108,16 +108,10 @@ class TrainConfig:
     """Log the smoothed training loss and accuracy every this many steps (0: never)."""
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "checkpoint_every", "eval_samples"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError("must be an int >= 1", field=name, got=value,
-                                  fix=f"pass {name}=<positive int>")
-        for name in ("warmup_steps", "eval_every", "seed", "log_every"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ConfigError("must be an int >= 0", field=name, got=value,
-                                  fix=f"pass {name}=0 or a positive int")
+        check_int_fields(self, {**dict.fromkeys(("steps", "batch_size", "checkpoint_every",
+                                                 "eval_samples"), 1),
+                                **dict.fromkeys(("warmup_steps", "eval_every", "seed",
+                                                 "log_every"), 0)})
         if not (isinstance(self.lr, (int, float)) and 0 < self.lr < 1):
             raise ConfigError("must be in (0, 1)", field="lr", got=self.lr, fix="pass lr=1e-3")
         if self.weight_decay < 0 or self.grad_clip < 0 or not 0 <= self.min_lr_ratio <= 1:

@@ -19,7 +19,7 @@ from typing import Any, Literal
 from thinkgym.envs.text_env import TextEnv
 from thinkgym.envs.worlds.knowledge import KnowledgeWorld, WorldConfig, build_world
 from thinkgym.envs.worlds.questions import SPLITS, Question, Split
-from thinkgym.errors import ConfigError, EnvStateError, ToolError
+from thinkgym.errors import ConfigError, EnvStateError, ToolError, check_int_fields
 from thinkgym.protocols import RewardInput
 from thinkgym.rewards import Composer, RewardSpec, StepReward
 from thinkgym.tools.builtins import make_search_tool
@@ -81,13 +81,9 @@ class SearchQAConfig:
         if self.split not in SPLITS:
             raise ConfigError("unknown split", field="split", got=self.split,
                               fix=f"use one of {list(SPLITS)}")
-        for name, lo in (("num_questions", 1), ("top_k", 1), ("max_turns", 1),
-                         ("search_budget", 0), ("max_observation_chars", 1024),
-                         ("max_action_chars", 64)):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-                raise ConfigError(f"must be an int >= {lo}", field=name, got=v,
-                                  fix=f"pass {name}={getattr(SearchQAConfig, name)}")
+        check_int_fields(self, {"num_questions": 1, "top_k": 1, "max_turns": 1,
+                                "search_budget": 0, "max_observation_chars": 1024,
+                                "max_action_chars": 64})
         if isinstance(self.invalid_action_penalty, bool) or not isinstance(
                 self.invalid_action_penalty, int | float) or self.invalid_action_penalty > 0:
             raise ConfigError("must be a number <= 0", field="invalid_action_penalty",

@@ -44,7 +44,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from thinkgym.errors import ConfigError, EnvStateError
+from thinkgym.errors import ConfigError, EnvStateError, check_int_fields
 from thinkgym.protocols import RewardInput
 
 __all__ = ["DEFAULT_METRICS", "EnvRollout", "GRPOTrainConfig", "build_dataset", "build_trainer",
@@ -135,11 +135,7 @@ class GRPOTrainConfig:
     """TRL/transformers logging integrations (``"none"``, ``"tensorboard"``, ...)."""
 
     def __post_init__(self) -> None:
-        for name in _POSITIVE_INTS:
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ConfigError("must be an int >= 1", field=name, got=v,
-                                  fix=f"pass e.g. {name}={getattr(GRPOTrainConfig, name)}")
+        check_int_fields(self, dict.fromkeys(_POSITIVE_INTS, 1))
         if self.num_generations < 2:
             raise ConfigError("GRPO needs at least 2 episodes per group", field="num_generations",
                               got=self.num_generations, fix="pass num_generations=2 or more")

@@ -34,7 +34,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from thinkgym.errors import ConfigError
+from thinkgym.errors import ConfigError, check_int_fields
 
 __all__ = ["ReinforceConfig", "ReinforceResult", "build_network", "config_from_args", "configure",
            "default_adapter", "evaluate_policy", "held_out_kwargs", "make_env",
@@ -84,13 +84,8 @@ class ReinforceConfig:
     """Seed of the network init, action sampling and env seeds."""
 
     def __post_init__(self) -> None:
-        ints: tuple[tuple[str, int], ...] = (("episodes", 1), ("batch_episodes", 1), ("hidden", 0),
-                                             ("value_steps", 1), ("eval_episodes", 0), ("seed", 0))
-        for name, lo in ints:
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-                raise ConfigError(f"must be an int >= {lo}", field=name, got=v,
-                                  fix=f"pass e.g. {name}={getattr(ReinforceConfig, name)}")
+        check_int_fields(self, {"episodes": 1, "batch_episodes": 1, "hidden": 0,
+                                "value_steps": 1, "eval_episodes": 0, "seed": 0})
         floats: tuple[tuple[str, float, float], ...] = (
             ("lr", 0.0, math.inf), ("value_lr", 0.0, math.inf), ("gamma", 0.0, 1.0),
             ("baseline_momentum", 0.0, 1.0), ("entropy_coef", 0.0, math.inf),

@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from thinkgym.errors import ConfigError
+from thinkgym.errors import ConfigError, check_int_fields
 
 __all__ = ["ACCELERATE_CONFIGS", "QWEN2_LINEAR", "R1_DISTILL_1_5B", "LoRASettings", "Qwen2Shape",
            "VLLMSettings", "build_lora_trainer", "lora_config", "lora_param_count", "main",
@@ -136,11 +136,7 @@ class LoRASettings:
     silently ignored by the loss."""
 
     def __post_init__(self) -> None:
-        for name in ("r", "alpha"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ConfigError("must be an int >= 1", field=name, got=v,
-                                  fix=f"pass e.g. {name}={getattr(LoRASettings, name)}")
+        check_int_fields(self, {"r": 1, "alpha": 1})
         if not 0 <= self.dropout < 1:
             raise ConfigError("must lie in [0, 1)", field="dropout", got=self.dropout,
                               fix="pass e.g. dropout=0.05")

@@ -41,7 +41,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from thinkgym.errors import ConfigError
+from thinkgym.errors import ConfigError, check_int_fields
 
 __all__ = ["ORACLES", "SFTTrainConfig", "build_sft_dataset", "build_sft_trainer",
            "oracle_episodes", "oracle_policy", "quiet_trainer", "render_oracle_episode", "sft_args",
@@ -112,16 +112,8 @@ class SFTTrainConfig:
     """TRL/transformers logging integrations (``"none"``, ``"tensorboard"``, ...)."""
 
     def __post_init__(self) -> None:
-        for name in _POSITIVE_INTS:
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ConfigError("must be an int >= 1", field=name, got=v,
-                                  fix=f"pass e.g. {name}={getattr(SFTTrainConfig, name)}")
-        for name in ("max_steps", "save_steps", "first_seed", "seed"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-                raise ConfigError("must be an int >= 0", field=name, got=v,
-                                  fix=f"pass e.g. {name}=0")
+        check_int_fields(self, {**dict.fromkeys(_POSITIVE_INTS, 1), **dict.fromkeys(
+            ("max_steps", "save_steps", "first_seed", "seed"), 0)})
         if not (isinstance(self.learning_rate, int | float) and self.learning_rate > 0):
             raise ConfigError("must be > 0", field="learning_rate", got=self.learning_rate,
                               fix="pass e.g. learning_rate=1e-5 (1e-3 for the tiny model)")
