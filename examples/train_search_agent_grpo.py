@@ -42,7 +42,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--sft-lr", type=float, default=5e-3, help="SFT learning rate")
     p.add_argument("--grpo-prompts", type=int, default=256, help="GRPO questions (env seeds)")
     p.add_argument("--grpo-steps", type=int, default=50, help="GRPO optimiser steps")
-    p.add_argument("--grpo-lr", type=float, default=5e-4, help="GRPO learning rate")
+    p.add_argument("--grpo-lr", type=float, default=1e-4, help="GRPO learning rate")
     p.add_argument("--generations", type=int, default=8, help="episodes per question (G)")
     p.add_argument("--max-new-tokens", type=int, default=64, help="tokens per agent turn")
     p.add_argument("--max-completion-tokens", type=int, default=512,
@@ -73,7 +73,6 @@ def main() -> None:
     sft_dir = train_sft(SFTTrainConfig(
         env_id=ENV_ID, env_kwargs=ENV_KWARGS, num_episodes=args.sft_episodes,
         max_steps=args.sft_steps, learning_rate=args.sft_lr,
-        lr_scheduler_type="constant_with_warmup", warmup_ratio=0.03,
         max_completion_tokens=args.max_completion_tokens, output_dir=str(out / "sft")), base)
     score("sft", sft_dir, env, args)
 

@@ -12,10 +12,16 @@ import thinkgym  # noqa: F401  (registers the envs)
 from thinkgym.agents.llm import LLMPolicy, LLMPolicyConfig, load_model_and_tokenizer
 from thinkgym.agents.tiny import tiny_model_path
 from thinkgym.envs.text_env import TextEnv
-from thinkgym.errors import EnvStateError
+from thinkgym.errors import ConfigError, EnvStateError
 from thinkgym.protocols import RewardInput
 from thinkgym.rewards import Composer, FunctionComponent
-from thinkgym.training.rollout import episode_components, play_episode, play_group
+from thinkgym.training.rollout import (
+    clone_env,
+    episode_components,
+    play_batch,
+    play_episode,
+    play_group,
+)
 
 
 def _chars(inp: RewardInput) -> float:
@@ -181,6 +187,73 @@ def test_group_shares_the_env_seed_and_samples_differently(policy) -> None:
     again = play_episode(env, policy, seed=7, generator=gen(1))
     assert again.completion_ids == group[1].completion_ids
     assert again.reward == group[1].reward
+
+
+def _same_episode(a, b) -> None:
+    assert a.completion_ids == b.completion_ids
+    assert a.env_mask == b.env_mask
+    assert a.prompt_ids == b.prompt_ids
+    assert a.reward == b.reward
+    assert a.turns == b.turns
+    assert (a.terminated, a.truncated, a.context_truncated) == \
+        (b.terminated, b.truncated, b.context_truncated)
+    assert a.text == b.text
+    assert b.decode_matches
+    assert max(abs(x - y) for x, y in zip(a.logprobs, b.logprobs, strict=True)) < 1e-4
+
+
+@pytest.mark.parametrize("kwargs", [
+    {},  # episodes of different lengths: rows finish at different forward passes
+    {"obs_chars": 400, "max_turns": 4},  # one row's env text is cut by the budget
+])
+def test_batched_episodes_are_the_sequential_ones(policy, kwargs) -> None:
+    seeds = [0, 1, 2, 3, 4]
+    make = lambda s: ToyEnv(**{"max_turns": 1 + s % 3, **kwargs})  # noqa: E731
+    envs = [make(s) for s in seeds]
+    budget = 120 if kwargs else 1024
+    alone = [play_episode(make(s), policy, seed=s, generator=gen(s),
+                          max_completion_tokens=budget) for s in seeds]
+    batched = play_batch(envs, policy, seeds=seeds, generators=[gen(s) for s in seeds],
+                         max_completion_tokens=budget)
+    for a, b in zip(alone, batched, strict=True):
+        _same_episode(a, b)
+    if kwargs:
+        assert all(b.context_truncated for b in batched)
+    else:
+        assert len({len(b.completion_ids) for b in batched}) > 1
+
+
+def test_batched_group_is_the_sequential_group(policy) -> None:
+    env = ToyEnv(max_turns=3)
+    gens = lambda: [gen(0), gen(1), gen(2)]  # noqa: E731
+    seq = play_group(env, policy, seed=7, n=3, generators=gens())
+    bat = play_group(env, policy, seed=7, n=3, generators=gens(),
+                     envs=[env, clone_env(env), clone_env(env)])
+    for a, b in zip(seq, bat, strict=True):
+        _same_episode(a, b)
+
+
+def test_batched_play_on_a_real_env_matches(policy) -> None:
+    env = gym.make("Reasoning-v0")
+    envs = [env] + [clone_env(env) for _ in range(3)]
+    assert envs[1] is not env
+    assert envs[1].spec == env.spec
+    alone = [play_episode(env, policy, seed=s, generator=gen(s), max_completion_tokens=200)
+             for s in range(4)]
+    batched = play_batch(envs, policy, seeds=range(4), generators=[gen(s) for s in range(4)],
+                         max_completion_tokens=200)
+    for a, b in zip(alone, batched, strict=True):
+        _same_episode(a, b)
+
+
+def test_batched_play_needs_distinct_envs_and_matching_lengths(policy) -> None:
+    env = ToyEnv()
+    with pytest.raises(ConfigError, match="distinct env"):
+        play_batch([env, env], policy, seeds=[0, 1])
+    with pytest.raises(ConfigError, match="one generator"):
+        play_batch([ToyEnv(), ToyEnv()], policy, seeds=[0, 1], generators=[gen(0)])
+    with pytest.raises(ConfigError, match="one env per episode"):
+        play_group(env, policy, seed=0, n=3, envs=[ToyEnv()])
 
 
 def test_oversized_observation_is_truncated_with_a_warning(policy, caplog) -> None:

@@ -16,7 +16,9 @@ TRL scores it), and stops at EOS, at ``max_new_tokens`` or after a protocol clos
 tag (``</search>``, ``</answer>``, ``</tool_call>``) — the stop-string rule is
 checked on the decoded tail of the turn, so it also works when a tag is split
 over several tokens. A session keeps its cache across turns: env text is fed in
-one forward pass, never re-encoding the prefix.
+one forward pass, never re-encoding the prefix. :class:`BatchDecodeSession` does the
+same for several episodes at once (one padded cache, one forward pass per token
+for all of them).
 
 The prompt is the env's text as the user message of the chat template. R1's
 template ends the generation prompt with ``<think>\\n``: that opener is split off
@@ -45,11 +47,13 @@ __all__ = [
     "DEFAULT_MODEL_ID",
     "PROTOCOL_TAGS",
     "STOP_STRINGS",
+    "BatchDecodeSession",
     "DecodeSession",
     "EncodedPrompt",
     "LLMPolicy",
     "LLMPolicyConfig",
     "Turn",
+    "TurnBuilder",
     "encode_prompt",
     "ensure_protocol_tags",
     "load_model_and_tokenizer",
@@ -329,26 +333,131 @@ class DecodeSession:
                stop_strings: Sequence[str] = STOP_STRINGS, eos_ids: Sequence[int] = (),
                generator: Any = None) -> Turn:
         """Sample one turn: stop at an eos id, after a stop string, or at ``max_new_tokens``."""
-        ids: list[int] = []
-        logprobs: list[float] = []
-        stop: Literal["stop_string", "eos", "length"] = "length"
-        window = max((len(s) for s in stop_strings), default=0)  # ASCII tags: <= 1 token/char
-        eos = set(eos_ids)
-        for _ in range(max_new_tokens):
+        turn = TurnBuilder(tokenizer, max_new_tokens, stop_strings, eos_ids)
+        while not turn.stopped:
             tok, lp = sample_token(self.next_logits(), temperature, top_p, generator)
-            ids.append(tok)
-            logprobs.append(lp)
             self.ids.append(tok)
-            if tok in eos:
-                stop = "eos"
-                break
-            if window:
-                tail = tokenizer.decode(ids[-window:], skip_special_tokens=False)
-                if any(s in tail for s in stop_strings):
-                    stop = "stop_string"
-                    break
-        text = tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
-        return Turn(ids, logprobs, text, stop)
+            turn.add(tok, lp)
+        return turn.finish()
+
+
+class TurnBuilder:
+    """The tokens of one turn as they are sampled, and the rule for when the turn ends.
+
+    A turn stops at an eos id, right after a stop string (checked on the decoded tail,
+    so a tag split over several tokens is found), or at ``max_new_tokens``.
+    """
+
+    def __init__(self, tokenizer: Any, max_new_tokens: int,
+                 stop_strings: Sequence[str] = STOP_STRINGS, eos_ids: Sequence[int] = ()) -> None:
+        self.tokenizer, self.max_new_tokens = tokenizer, max_new_tokens
+        self.stop_strings, self.eos = tuple(stop_strings), frozenset(eos_ids)
+        self.window = max((len(t) for t in self.stop_strings), default=0)  # <= 1 token/char
+        self.ids: list[int] = []
+        self.logprobs: list[float] = []
+        self.stop: Literal["stop_string", "eos", "length"] | None = \
+            "length" if max_new_tokens <= 0 else None
+
+    @property
+    def stopped(self) -> bool:
+        return self.stop is not None
+
+    def add(self, tok: int, logprob: float) -> bool:
+        """Record a sampled token; True once the turn is over."""
+        self.ids.append(tok)
+        self.logprobs.append(logprob)
+        tail = self.tokenizer.decode(self.ids[-self.window:], skip_special_tokens=False) \
+            if self.window and tok not in self.eos else ""
+        if tok in self.eos:
+            self.stop = "eos"
+        elif tail and any(t in tail for t in self.stop_strings):
+            self.stop = "stop_string"
+        elif len(self.ids) >= self.max_new_tokens:
+            self.stop = "length"
+        return self.stopped
+
+    def finish(self) -> Turn:
+        text = self.tokenizer.decode(self.ids, skip_special_tokens=True,
+                                     clean_up_tokenization_spaces=False)
+        return Turn(self.ids, self.logprobs, text, self.stop or "length")
+
+
+class BatchDecodeSession:
+    """Several growing token contexts (rows) sharing one padded KV cache.
+
+    The batched form of :class:`DecodeSession` for playing episodes in lockstep: one
+    forward pass feeds every live row's unseen tokens (one sampled token, or a whole
+    env observation), right-padded to the longest. Pad slots stay in the cache with
+    attention mask 0 and do not advance a row's positions, so each row attends to
+    exactly its own tokens at their own positions, as it would alone. Finished rows
+    are dropped from the cache (:meth:`drop`).
+    """
+
+    def __init__(self, model: Any, rows: Sequence[Sequence[int]], pad_id: int) -> None:
+        if not rows or any(not r for r in rows):
+            raise ConfigError("a batch decode session needs at least one token per row",
+                              field="rows", got=[len(r) for r in rows],
+                              fix="start every row with its encoded prompt")
+        self.model, self.pad_id = model, int(pad_id)
+        self.ids: list[list[int]] = [[int(i) for i in r] for r in rows]
+        self.live: list[int] = list(range(len(rows)))
+        """Rows still in the cache, in cache order."""
+        self._fed = [0] * len(rows)
+        self._mask: Any = None  # (live rows, cache slots) 1 = real token, 0 = pad
+        self._cache: Any = None
+
+    def extend(self, row: int, ids: Sequence[int]) -> None:
+        """Append tokens to ``row`` (sampled or env text); fed on the next forward."""
+        self.ids[row].extend(int(i) for i in ids)
+
+    def drop(self, rows: Sequence[int]) -> None:
+        """Remove finished rows from the cache (their ids stay readable)."""
+        import torch
+
+        gone = set(rows)
+        keep = [i for i, r in enumerate(self.live) if r not in gone]
+        if len(keep) == len(self.live):
+            return
+        self.live = [self.live[i] for i in keep]
+        if self._cache is not None and self.live:
+            index = torch.tensor(keep)
+            self._cache.batch_select_indices(index)
+            self._mask = self._mask[index]
+
+    def next_logits(self) -> dict[int, Any]:
+        """Logits after each live row's last token, feeding all unseen tokens in one pass."""
+        import torch
+
+        if not self.live:
+            return {}
+        new = [self.ids[r][self._fed[r]:] for r in self.live]
+        width = max(len(n) for n in new)
+        if width == 0:
+            raise ConfigError("every live row has been fed: sample or extend before asking "
+                              "for logits again", field="rows", got=self.live,
+                              fix="append the sampled token with extend(row, [token])")
+        device = next(self.model.parameters()).device
+        chunk = torch.full((len(new), width), self.pad_id, dtype=torch.long)
+        chunk_mask = torch.zeros((len(new), width), dtype=torch.long)
+        positions = torch.zeros((len(new), width), dtype=torch.long)
+        for i, (r, n) in enumerate(zip(self.live, new, strict=True)):
+            chunk[i, :len(n)] = torch.tensor(n, dtype=torch.long)
+            chunk_mask[i, :len(n)] = 1
+            positions[i] = self._fed[r] + torch.arange(width)
+        mask = chunk_mask if self._mask is None else torch.cat([self._mask, chunk_mask], 1)
+        last = [max(len(n) - 1, 0) for n in new]
+        keep = sorted(set(last))
+        with torch.no_grad():
+            out = self.model(input_ids=chunk.to(device), attention_mask=mask.to(device),
+                             position_ids=positions.to(device), past_key_values=self._cache,
+                             use_cache=True, logits_to_keep=torch.tensor(keep, device=device))
+        self._cache, self._mask = out.past_key_values, mask
+        logits: dict[int, Any] = {}
+        for i, (r, n) in enumerate(zip(self.live, new, strict=True)):
+            self._fed[r] += len(n)
+            if n:
+                logits[r] = out.logits[i, keep.index(last[i])]
+        return logits
 
 
 def eos_token_ids(model: Any, tokenizer: Any) -> tuple[int, ...]:

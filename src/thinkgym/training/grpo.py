@@ -127,6 +127,9 @@ class GRPOTrainConfig:
     """fp16 autocast (GPU only)."""
     gradient_checkpointing: bool = False
     """Recompute activations in backward (saves memory, costs time)."""
+    batched_rollout: bool = True
+    """Play a group's G episodes in lockstep, one batched forward pass per token
+    (:func:`~thinkgym.training.rollout.play_batch`); False plays them one after another."""
     use_vllm: bool = False
     """vLLM generation; not supported by the env rollout yet."""
     num_threads: int | None = None
@@ -309,6 +312,7 @@ class EnvRollout:
         self.tokenizer = tokenizer
         self.prompt_seeds = dict(prompt_seeds)
         self.env = env if env is not None else make_env(config)
+        self._envs: list[Any] = [self.env]  # the group's env instances (batched rollout)
         self.policy_config = LLMPolicyConfig(
             model="<trainer>", temperature=config.temperature, top_p=config.top_p,
             max_new_tokens=config.max_new_tokens,
@@ -358,7 +362,7 @@ class EnvRollout:
         }
 
     def _play(self, group: Sequence[Any], g: int, policy: Any, step: int) -> list[Any]:
-        from thinkgym.training.rollout import play_group
+        from thinkgym.training.rollout import clone_env, play_group
 
         prompt = group[0]
         if len(group) != g or any(p != prompt for p in group):
@@ -370,7 +374,12 @@ class EnvRollout:
                                 fix="build the dataset with build_dataset(config)")
         seed = self.prompt_seeds[prompt]
         gens = [self._generator(step, seed, i) for i in range(g)]
-        episodes = play_group(self.env, policy, seed=seed, n=g, generators=gens,
+        envs = None
+        if self.config.batched_rollout:
+            while len(self._envs) < g:
+                self._envs.append(clone_env(self.env))
+            envs = self._envs[:g]
+        episodes = play_group(self.env, policy, seed=seed, n=g, generators=gens, envs=envs,
                               max_prompt_tokens=self.config.max_prompt_tokens,
                               max_completion_tokens=self.config.max_completion_tokens)
         again, _ = self.env.reset(seed=seed)

@@ -20,6 +20,11 @@ sequence, the ``completion`` GRPO trains on.
 * ``decode(completion_ids, skip_special_tokens=True)`` must equal the transcript
   (prefill + actions + env text): checked, with a warning on any mismatch.
 
+:func:`play_batch` plays several episodes (a GRPO group, or evaluation seeds) in
+lockstep on separate env instances: one batched forward pass per sampled token
+through a padded KV cache (:class:`~thinkgym.agents.llm.BatchDecodeSession`),
+giving the same episodes as :func:`play_episode` with the same generators.
+
 Budgets: the prompt is cut to ``max_prompt_tokens`` by
 :func:`thinkgym.agents.llm.encode_prompt`; the completion never exceeds
 ``max_completion_tokens``. Env text that does not fit is truncated with a warning
@@ -35,12 +40,18 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from thinkgym.agents.llm import LLMPolicy
+from thinkgym.agents.llm import (
+    BatchDecodeSession,
+    LLMPolicy,
+    TurnBuilder,
+    generation_threads,
+    sample_token,
+)
 from thinkgym.envs.text_env import TextEnv
 from thinkgym.errors import ConfigError, EnvStateError
 from thinkgym.rewards.masking import span_token_mask
 
-__all__ = ["Episode", "episode_components", "play_episode", "play_group"]
+__all__ = ["Episode", "clone_env", "episode_components", "play_batch", "play_episode", "play_group"]
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +98,21 @@ class Episode:
     def agent_tokens(self) -> int:
         """Number of sampled tokens (the ones that get loss)."""
         return sum(self.env_mask)
+
+
+def clone_env(env: Any) -> Any:
+    """A separate instance of ``env``: ``gym.make`` of its spec, else a deep copy.
+
+    ``gym.make`` shares what the env caches per process (SearchQA-v0's world and
+    retrieval index). Wrappers added by hand after ``gym.make`` are not in the spec and
+    are not reproduced: play such envs one at a time (``batched_rollout=False``).
+    """
+    import copy
+
+    import gymnasium as gym
+
+    spec = getattr(env, "spec", None)
+    return gym.make(spec) if spec is not None else copy.deepcopy(env)
 
 
 def episode_components(infos: Sequence[Mapping[str, Any]]) -> dict[str, float | None]:
@@ -181,52 +207,151 @@ class _Recorder:
             self.add_env([eos])
 
 
+class _Run:
+    """One episode being played: env, recorder, and what the next turn may use."""
+
+    def __init__(self, env: Any, policy: LLMPolicy, seed: int | None, max_prompt_tokens: int,
+                 max_completion_tokens: int, per_turn: int) -> None:
+        if not isinstance(getattr(env, "unwrapped", env), TextEnv):
+            raise ConfigError("play_episode needs a thinkgym TextEnv", field="env",
+                              got=type(env).__name__,
+                              fix="use SearchQA-v0, ToolCall-v0, Reasoning-v0")
+        if max_completion_tokens < 1 or max_prompt_tokens < 2:
+            raise ConfigError("token budgets must be positive", field="max_completion_tokens",
+                              got=(max_prompt_tokens, max_completion_tokens),
+                              fix="pass e.g. max_prompt_tokens=2048, max_completion_tokens=1024")
+        self.env, self.policy, self.per_turn = env, policy, per_turn
+        prompt, _ = env.reset(seed=seed)
+        enc = policy.encode_prompt(prompt, max_prompt_tokens)
+        n = len(enc.prefill_ids)
+        self.ep = Episode(
+            prompt_ids=list(enc.ids), completion_ids=list(enc.prefill_ids), logprobs=[0.0] * n,
+            env_mask=[0] * n, reward=0.0, reward_components={}, text="", env_spans=[],
+            seed=seed, prompt_truncated_tokens=enc.truncated_tokens)
+        self.context = list(enc.ids) + list(enc.prefill_ids)
+        self.prefill = self.prefix = enc.prefill_text
+        self.budget = max_completion_tokens
+        self.rewards: list[float] = []
+        self.rec: _Recorder | None = None
+        self.done = False
+
+    def attach(self, session: Any) -> None:
+        """Record into ``session`` (anything with ``extend(ids)``) from now on."""
+        self.rec = _Recorder(self.ep, self.policy, session, self.prefill, self.budget)
+
+    def turn_limit(self) -> int:
+        """Tokens the next turn may sample; 0 (and the episode marked done) when none fit."""
+        assert self.rec is not None
+        if not self.done and self.rec.room <= 0:
+            self.ep.context_truncated, self.done = True, True
+        return 0 if self.done else min(self.per_turn, self.rec.room)
+
+    def step(self, turn: Any) -> None:
+        """Record the agent's turn, step the env with it and record the observation."""
+        assert self.rec is not None
+        ep, rec = self.ep, self.rec
+        rec.add_agent(turn)
+        obs, reward, ep.terminated, ep.truncated, info = self.env.step(self.prefix + turn.text)
+        self.prefix = ""
+        ep.turns += 1
+        self.rewards.append(reward)
+        ep.infos.append(info)
+        rec.add_observation(obs, info, ep.terminated or ep.truncated)
+        if ep.terminated or ep.truncated:
+            rec.close()
+        self.done = ep.context_truncated or ep.terminated or ep.truncated
+
+    def finish(self) -> Episode:
+        assert self.rec is not None
+        ep = self.ep
+        ep.reward = math.fsum(self.rewards)
+        ep.reward_components = episode_components(ep.infos)
+        ep.env_spans = [(int(a), int(b)) for a, b in
+                        (ep.infos[-1].get("env_spans", ()) if ep.infos else ())]
+        _check_decode(ep, self.policy.tokenizer, self.rec.seen)
+        return ep
+
+
+class _Row:
+    """One row of a :class:`BatchDecodeSession`, seen as a session with ``extend(ids)``."""
+
+    def __init__(self, session: BatchDecodeSession, row: int) -> None:
+        self.session, self.row = session, row
+
+    def extend(self, ids: Sequence[int]) -> None:
+        self.session.extend(self.row, ids)
+
+
 def play_episode(
     env: Any, policy: LLMPolicy, *, seed: int | None = None, generator: Any = None,
     max_prompt_tokens: int = 2048, max_completion_tokens: int = 1024,
     max_new_tokens: int | None = None,
 ) -> Episode:
     """Play one episode of a :class:`TextEnv` with ``policy``; see the module docstring."""
-    if not isinstance(getattr(env, "unwrapped", env), TextEnv):
-        raise ConfigError("play_episode needs a thinkgym TextEnv", field="env",
-                          got=type(env).__name__, fix="use SearchQA-v0, ToolCall-v0, Reasoning-v0")
-    if max_completion_tokens < 1 or max_prompt_tokens < 2:
-        raise ConfigError("token budgets must be positive", field="max_completion_tokens",
-                          got=(max_prompt_tokens, max_completion_tokens),
-                          fix="pass e.g. max_prompt_tokens=2048, max_completion_tokens=1024")
-    per_turn = max_new_tokens or policy.config.max_new_tokens
-    prompt, _ = env.reset(seed=seed)
-    enc = policy.encode_prompt(prompt, max_prompt_tokens)
-    n = len(enc.prefill_ids)
-    ep = Episode(prompt_ids=list(enc.ids), completion_ids=list(enc.prefill_ids),
-                 logprobs=[0.0] * n, env_mask=[0] * n, reward=0.0, reward_components={},
-                 text="", env_spans=[], seed=seed, prompt_truncated_tokens=enc.truncated_tokens)
-    rec = _Recorder(ep, policy, policy.start(list(enc.ids) + list(enc.prefill_ids)),
-                    enc.prefill_text, max_completion_tokens)
-    prefix, rewards = enc.prefill_text, []
+    run = _Run(env, policy, seed, max_prompt_tokens, max_completion_tokens,
+               max_new_tokens or policy.config.max_new_tokens)
+    session = policy.start(run.context)
+    run.attach(session)
     with _eval_mode(policy.model):
-        while rec.room > 0:
-            turn = policy.generate(rec.session, min(per_turn, rec.room), generator)
-            rec.add_agent(turn)
-            obs, reward, ep.terminated, ep.truncated, info = env.step(prefix + turn.text)
-            prefix = ""
-            ep.turns += 1
-            rewards.append(reward)
-            ep.infos.append(info)
-            rec.add_observation(obs, info, ep.terminated or ep.truncated)
-            if ep.context_truncated:
-                break
-            if ep.terminated or ep.truncated:
-                rec.close()
-                break
-        else:
-            ep.context_truncated = True
-    ep.reward = math.fsum(rewards)
-    ep.reward_components = episode_components(ep.infos)
-    ep.env_spans = [(int(a), int(b)) for a, b in
-                    (ep.infos[-1].get("env_spans", ()) if ep.infos else ())]
-    _check_decode(ep, policy.tokenizer, rec.seen)
-    return ep
+        while limit := run.turn_limit():
+            run.step(policy.generate(session, limit, generator))
+    return run.finish()
+
+
+def play_batch(
+    envs: Sequence[Any], policy: LLMPolicy, *, seeds: Sequence[int | None],
+    generators: Sequence[Any] | None = None, max_prompt_tokens: int = 2048,
+    max_completion_tokens: int = 1024, max_new_tokens: int | None = None,
+) -> list[Episode]:
+    """Episode ``i`` on ``envs[i]`` from ``seeds[i]``, all played in lockstep.
+
+    Each forward pass of the model advances every unfinished episode by one sampled
+    token (or feeds its new env text), through one :class:`BatchDecodeSession`:
+    the same episodes as :func:`play_episode` with the same generators, up to
+    floating-point differences between batched and single-row forward passes, for a
+    fraction of the time on small models. The envs must be distinct objects.
+    """
+    n = len(envs)
+    if len(seeds) != n or len({id(e) for e in envs}) != n:
+        raise ConfigError("one distinct env and one seed per episode", field="envs",
+                          got=(n, len({id(e) for e in envs}), len(seeds)),
+                          fix="pass n separate env instances (e.g. gym.make n times)")
+    gens = list(generators) if generators is not None else [None] * n
+    if len(gens) != n:
+        raise ConfigError("one generator per episode", field="generators", got=len(gens),
+                          fix=f"pass {n} generators or None")
+    per_turn = max_new_tokens or policy.config.max_new_tokens
+    runs = [_Run(e, policy, s, max_prompt_tokens, max_completion_tokens, per_turn)
+            for e, s in zip(envs, seeds, strict=True)]
+    pad = policy.tokenizer.pad_token_id
+    session = BatchDecodeSession(policy.model, [r.context for r in runs],
+                                 pad if pad is not None else 0)
+    c = policy.config
+    turns: dict[int, TurnBuilder] = {}
+    for i, run in enumerate(runs):
+        run.attach(_Row(session, i))
+        if limit := run.turn_limit():
+            turns[i] = TurnBuilder(policy.tokenizer, limit, c.stop_strings, policy.eos_ids)
+    session.drop([i for i in range(n) if i not in turns])
+    with _eval_mode(policy.model), generation_threads(policy.model, c.num_threads):
+        while turns:
+            logits = session.next_logits()
+            ended = []
+            for i, turn in list(turns.items()):
+                tok, lp = sample_token(logits[i], c.temperature, c.top_p,
+                                       gens[i] if gens[i] is not None else policy.generator)
+                session.extend(i, [tok])
+                if not turn.add(tok, lp):
+                    continue
+                runs[i].step(turn.finish())
+                if limit := runs[i].turn_limit():
+                    turns[i] = TurnBuilder(policy.tokenizer, limit, c.stop_strings,
+                                           policy.eos_ids)
+                else:
+                    del turns[i]
+                    ended.append(i)
+            session.drop(ended)
+    return [run.finish() for run in runs]
 
 
 def _check_decode(ep: Episode, tokenizer: Any, seen: str) -> None:
@@ -243,11 +368,21 @@ def _check_decode(ep: Episode, tokenizer: Any, seen: str) -> None:
 
 def play_group(
     env: Any, policy: LLMPolicy, *, seed: int | None, n: int,
-    generators: Sequence[Any] | None = None, **kwargs: Any,
+    generators: Sequence[Any] | None = None, envs: Sequence[Any] | None = None,
+    **kwargs: Any,
 ) -> list[Episode]:
-    """``n`` episodes from the same env seed (a GRPO group), each with its own generator."""
+    """``n`` episodes from the same env seed (a GRPO group), each with its own generator.
+
+    With ``envs`` (``n`` distinct instances of the env) the group is played in
+    lockstep by :func:`play_batch`; otherwise one episode after another on ``env``.
+    """
     if generators is not None and len(generators) != n:
         raise ConfigError("one generator per episode", field="generators",
                           got=len(generators), fix=f"pass {n} generators or None")
+    if envs is not None:
+        if len(envs) != n:
+            raise ConfigError("one env per episode", field="envs", got=len(envs),
+                              fix=f"pass {n} env instances or None")
+        return play_batch(envs, policy, seeds=[seed] * n, generators=generators, **kwargs)
     gens = list(generators) if generators is not None else [None] * n
     return [play_episode(env, policy, seed=seed, generator=g, **kwargs) for g in gens]
