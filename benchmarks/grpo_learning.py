@@ -91,6 +91,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--grpo-prompts", type=int, default=1024)
     p.add_argument("--grpo-lr", type=float, default=1e-4)
     p.add_argument("--grpo-temperature", type=float, default=0.6)
+    p.add_argument("--grpo-reward-weights", default="",
+                   help="SearchQA reward_weights for GRPO's env only, e.g. format=0,search_cost=0 "
+                   "(evaluation always uses the env's defaults)")
     p.add_argument("--generations", type=int, default=8)
     p.add_argument("--prompts-per-step", type=int, default=4)
     p.add_argument("--max-grpo-steps", type=int, default=100_000, help="cap (time stops first)")
@@ -110,6 +113,12 @@ def parse_args() -> argparse.Namespace:
                    help="only measure the rollout overhead with this model dir (e.g. the run's "
                    "SFT model, whose episodes search) and update the rollout_* keys of --json")
     return p.parse_args()
+
+
+def reward_weights(text: str) -> dict[str, float]:
+    """``"format=0,search_cost=0"`` -> ``{"format": 0.0, "search_cost": 0.0}``."""
+    pairs = [kv.split("=") for kv in text.split(",") if kv.strip()]
+    return {k.strip(): float(v) for k, v in pairs}
 
 
 def question_ids(env: Any, seeds: range) -> set[str]:
@@ -356,7 +365,8 @@ def main() -> None:
     t = time.perf_counter()
     reserve = 1.5 * times["eval_sft"] + 30  # the final evaluation must fit the budget too
     grpo = GRPOTrainConfig(
-        env_id="SearchQA-v0", env_kwargs=env_kwargs, num_prompts=args.grpo_prompts,
+        env_id="SearchQA-v0", num_prompts=args.grpo_prompts,
+        env_kwargs={**env_kwargs, "reward_weights": reward_weights(args.grpo_reward_weights)},
         first_seed=GRPO_SEED_BASE, num_generations=args.generations,
         prompts_per_step=args.prompts_per_step, max_steps=args.max_grpo_steps,
         learning_rate=args.grpo_lr, temperature=args.grpo_temperature, max_new_tokens=64,

@@ -320,6 +320,8 @@ def play_batch(
     if len(gens) != n:
         raise ConfigError("one generator per episode", field="generators", got=len(gens),
                           fix=f"pass {n} generators or None")
+    if n == 0:
+        return []
     per_turn = max_new_tokens or policy.config.max_new_tokens
     runs = [_Run(e, policy, s, max_prompt_tokens, max_completion_tokens, per_turn)
             for e, s in zip(envs, seeds, strict=True)]
