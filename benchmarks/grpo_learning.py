@@ -16,10 +16,11 @@ Settings and why: a tiny Qwen2 of width 128 x 2 blocks (430k parameters);
 ``top_k=1`` passage per search and a 64-token prompt budget (the prompt is cut from
 the left, keeping the question: the from-scratch model cannot read the
 instructions and learns the protocol from the oracle), so sequences are ~190
-tokens. SFT: 2,000 steps of 8 episodes, lr 3e-3 with cosine decay. The decay is
-what made the model read: with a constant rate the loss sat at 0.41 and
-validation EM at ~3% (last session's run, 800 steps, EM 0.5% held out); with
-cosine decay the loss reaches ~0.06-0.08. SFT length decides everything here —
+tokens. SFT: 2,000 steps of 8 episodes, lr 3e-3 with cosine decay. With a
+constant rate the loss plateaued at 0.41 over 800-1,000 steps (validation EM ~3%;
+the previous committed run, 800 steps, had 0.5% held out); with cosine decay it is
+0.21 at 1,200 steps and ~0.06-0.08 at 2,000 (a 2,000-step constant-rate run was not
+made, so decay and length are not separated). SFT length decides everything here —
 pilot SFT runs scored on the held-out set (T=0.6): 800 steps 0.5%, 1,200 steps
 4.5%, 2,000 steps 17%. GRPO: T=0.6 (the eval temperature), lr 1e-4, G=8, four
 questions per step, DAPO loss, no KL, zero-variance groups masked; training runs

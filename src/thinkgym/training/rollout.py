@@ -329,11 +329,15 @@ def play_batch(
     session = BatchDecodeSession(policy.model, [r.context for r in runs],
                                  pad if pad is not None else 0)
     c = policy.config
+
+    def new_turn(limit: int) -> TurnBuilder:
+        return TurnBuilder(policy.tokenizer, limit, c.stop_strings, policy.eos_ids)
+
     turns: dict[int, TurnBuilder] = {}
     for i, run in enumerate(runs):
         run.attach(_Row(session, i))
         if limit := run.turn_limit():
-            turns[i] = TurnBuilder(policy.tokenizer, limit, c.stop_strings, policy.eos_ids)
+            turns[i] = new_turn(limit)
     session.drop([i for i in range(n) if i not in turns])
     with _eval_mode(policy.model), generation_threads(policy.model, c.num_threads):
         while turns:
@@ -347,8 +351,7 @@ def play_batch(
                     continue
                 runs[i].step(turn.finish())
                 if limit := runs[i].turn_limit():
-                    turns[i] = TurnBuilder(policy.tokenizer, limit, c.stop_strings,
-                                           policy.eos_ids)
+                    turns[i] = new_turn(limit)
                 else:
                     del turns[i]
                     ended.append(i)
