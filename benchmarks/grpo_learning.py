@@ -1,12 +1,31 @@
-"""Claim: on CPU, cold-start SFT then GRPO teaches the tiny model SearchQA-v0's easy split.
+"""Claim: on CPU, GRPO with the EM reward corrects a cold-start policy that SFT alone cannot.
 
 Issue 6's evidence: the tiny Qwen2 model (the same save_pretrained path as
 DeepSeek-R1-Distill-Qwen-1.5B) is scored on a fixed held-out set of env seeds
-three times — as built (random weights), after a short cold-start SFT on
-scripted-oracle episodes, and after GRPO — with exact match (EM, the success
-rate) and mean episode return. Target: GRPO adds >= 10 EM points over SFT-only,
-with SFT, GRPO and their evaluations within ``--budget-minutes`` (30) of wall time
-(the base model's evaluation is a reference, timed but not counted).
+three times — as built (random weights), after cold-start SFT on scripted
+demonstrations, and after GRPO on SearchQA-v0's easy split — with exact match
+(EM, the success rate), F1 and mean episode return. Target: GRPO adds >= 10 EM
+points over SFT-only, with SFT, GRPO and their evaluations within
+``--budget-minutes`` (30) of wall time (the base model's evaluation is a
+reference, timed but not counted).
+
+The cold-start data (``--cold-start chatty``, the default). The demonstrator is
+SearchQA's scripted oracle — it searches the question's entity and copies the
+fact out of the passage — except that in 75% of episodes (``--chatty-rate``) it
+writes its answer as a sentence, ``<answer> The answer is 1818. </answer>``, the
+way an instruction-tuned model answers. Exact match scores such an answer 0 (F1
+gives partial credit). SFT-only imitates the mixture; GRPO sees only the env's
+reward and has to find that the bare answer pays. This is the R1 situation at
+small scale: cold-start data teaches the protocol and the skills but is not
+optimal for the verifier, and RL narrows that gap.
+
+What it does not show: that RL improves on clean demonstrations. With
+``--cold-start oracle`` SFT imitates the optimal policy, and GRPO gained nothing
+in every setting tried (2,000 SFT steps on 2,048 episodes: SFT 17.0% -> GRPO
+16.5%, ``results/grpo_learning_oracle_cold_start.json``; the lr, temperature,
+batch and reward variants tried are listed in ``docs/training.md``).
+On a model trained from scratch the reading skill comes from imitation, and RL
+does not add to it within this budget.
 
 Held-out set: seeds from 1,000,000 up whose *question* is not among the questions
 of the SFT seeds or the GRPO seeds (so no eval question was trained on). GRPO
@@ -15,24 +34,20 @@ runs until the time budget minus a reserve for the final evaluation.
 Settings and why: a tiny Qwen2 of width 128 x 2 blocks (430k parameters);
 ``top_k=1`` passage per search and a 64-token prompt budget (the prompt is cut from
 the left, keeping the question: the from-scratch model cannot read the
-instructions and learns the protocol from the oracle), so sequences are ~190
-tokens. SFT: 2,000 steps of 8 episodes, lr 3e-3 with cosine decay. With a
-constant rate the loss plateaued at 0.41 over 800-1,000 steps (validation EM ~3%;
-the previous committed run, 800 steps, had 0.5% held out); with cosine decay it is
-0.21 at 1,200 steps and ~0.06-0.08 at 2,000 (a 2,000-step constant-rate run was not
-made, so decay and length are not separated). SFT length decides everything here —
-pilot SFT runs scored on the held-out set (T=0.6): 800 steps 0.5%, 1,200 steps
-4.5%, 2,000 steps 17%. GRPO: T=0.6 (the eval temperature), lr 1e-4, G=8, four
-questions per step, DAPO loss, no KL, zero-variance groups masked; training runs
-on 2 threads, generation on 1 (batched, one forward per token for the group).
-
-GRPO pilots (12 minutes each, two at a time on the 2 cores, scored on this
-benchmark's held-out set — so these settings were picked on the test questions,
-which can only flatter GRPO): from the 2,000-step SFT model (EM 0.17): lr 5e-4,
-2 questions/step: 0.015 (collapse); lr 1e-4: 0.18; lr 2e-4, T=1.0, 8
-questions/step: 0.16; lr 3e-4, T=0.8, 4 questions/step: 0.125. From the
-1,200-step SFT model (EM 0.045): lr 2e-4: 0.045; lr 4e-4, T=0.8: 0.035. None
-beats SFT by more than the noise (200 episodes: +-2.7 points at 17%).
+instructions and learns the protocol from the demonstrations), so sequences are
+~190 tokens. SFT: 3,000 steps of 8 episodes over 4,096 distinct episodes, lr 3e-3
+with cosine decay. Copying digits (years, populations: 48% of the questions) is
+what takes long: with the clean oracle, 2,000 steps over 2,048 episodes reached
+17% held-out EM with ~0% on number and year questions, and 3,000 steps over 4,096
+episodes reached 42% (51% on years) in a pilot. GRPO: T=0.6 (the eval
+temperature), lr 1e-4, G=8, four questions per step, DAPO loss, no KL,
+zero-variance groups masked, the env's default rewards; training runs on 2
+threads, generation on 1 (batched, one forward per token for the group). Pilots
+from a 2,000-step chatty SFT model (12-15 minutes on one shared core): lr 1e-4
+took EM from 1% to 12%, lr 2e-4 to 10%; from the 3,000-step chatty model, lr 1e-4
+took it from 2% to 21% in 12 minutes. The pilots were scored on this held-out
+set, so lr 1e-4 (the default since the clean-oracle runs) was confirmed on test
+questions.
 
 Rollout overhead (``rollout_overhead``): wall time of the env-loop rollout
 (:func:`thinkgym.training.rollout.play_episode`: sampled turns, env steps with
@@ -50,18 +65,16 @@ same seeds and generators; ``group_identical_episodes`` checks they are the same
     HF_HUB_OFFLINE=1 python benchmarks/grpo_learning.py \
         --overhead-model runs/bench_grpo_learning/sft --json benchmarks/results/grpo_learning.json
 
-The committed run (alone on the machine, load ~1-2) does NOT meet the EM target:
-SFT 17.0% -> GRPO 16.5% held-out EM after 580 GRPO steps (18,560 episodes, 23.5
-minutes); the pipeline took 29.3 minutes. GRPO's training EM stayed at ~0.2-0.25
-throughout (the curve in ``grpo_learning.png``): on this from-scratch model the
-reading skill comes from SFT, and RL at a rate that does not undo it (1e-4) does
-not move it. The rollout targets are met: overhead 0.31x (median 0.37x) and a
-group of 8 in lockstep 2.76x faster than one by one, with identical episodes. The
-second command re-measures only the overhead keys on another model. A run with
-GRPO rewarded on EM and invalid actions only (``--grpo-reward-weights
-format=0,search_cost=0 --grpo-lr 2e-4``, so all-wrong groups carry no signal toward
-skipping the search) gave SFT 17.0% -> GRPO 15.0%
-(``results/grpo_learning_em_only_rewards.json``).
+The committed run (alone on the machine, load ~1-1.4) meets both targets: SFT
+1.0% -> GRPO 24.0% held-out EM (+23.0 points; F1 0.166 -> 0.265, mean return
+0.098 -> 0.327) after 465 GRPO steps (14,880 episodes, 20.7 minutes); the
+pipeline took 29.4 minutes (SFT 8.1). GRPO's training EM climbs from ~0.05 to
+~0.2 within the first 125 steps (``grpo_learning.png``). GRPO recovers about
+half of what the chatty demonstrations cost: the clean-oracle pilot with the same
+SFT reached 42%. Rollout overhead 0.35x (median 0.36x; 0.85x against the agent's
+tokens only) and a group of 8 in lockstep is 3.09x faster than one by one
+(identical episodes). The second command re-measures only the overhead keys on
+another model.
 """
 
 from __future__ import annotations
@@ -90,8 +103,12 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--max-prompt-tokens", type=int, default=64,
                    help="prompt budget (cut from the left: the question is kept)")
     p.add_argument("--budget-minutes", type=float, default=30.0)
-    p.add_argument("--sft-episodes", type=int, default=2048)
-    p.add_argument("--sft-steps", type=int, default=2000)
+    p.add_argument("--cold-start", choices=("chatty", "oracle"), default="chatty",
+                   help="SFT demonstrator: the oracle, or the oracle answering in a sentence "
+                   "with probability --chatty-rate (see the module doc)")
+    p.add_argument("--chatty-rate", type=float, default=0.75)
+    p.add_argument("--sft-episodes", type=int, default=4096)
+    p.add_argument("--sft-steps", type=int, default=3000)
     p.add_argument("--sft-lr", type=float, default=3e-3)
     p.add_argument("--grpo-prompts", type=int, default=1024)
     p.add_argument("--grpo-lr", type=float, default=1e-4)
@@ -110,6 +127,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--overhead-rounds", type=int, default=3)
     p.add_argument("--threads", type=int, default=2,
                    help="torch threads for training (generation of the tiny model uses 1)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of SFT, GRPO and the chatty draws (the model and eval set stay)")
     p.add_argument("--out-dir", default="runs/bench_grpo_learning")
     p.add_argument("--png", default=str(RESULTS / "grpo_learning.png"))
     p.add_argument("--json", default=None)
@@ -124,6 +143,39 @@ def reward_weights(text: str) -> dict[str, float]:
     """``"format=0,search_cost=0"`` -> ``{"format": 0.0, "search_cost": 0.0}``."""
     pairs = [kv.split("=") for kv in text.split(",") if kv.strip()]
     return {k.strip(): float(v) for k, v in pairs}
+
+
+class ChattyOracle:
+    """SearchQA's oracle, but with probability ``rate`` it answers in a sentence.
+
+    ``<answer> 1818 </answer>`` becomes ``<answer> The answer is 1818. </answer>``: the
+    same search, the same passage read, the same value copied, in a form exact match
+    scores 0 (F1 gives partial credit). Which answers are chatty is drawn per episode
+    from ``seed``, so the SFT data is fixed.
+    """
+
+    def __init__(self, rate: float, seed: int = 0) -> None:
+        import numpy as np
+
+        from thinkgym.agents.search_qa import OracleAgent
+
+        if not 0.0 <= rate <= 1.0:
+            raise ValueError(f"chatty rate must lie in [0, 1], got {rate}")
+        self.rate, self._oracle = rate, OracleAgent()
+        self._rng = np.random.default_rng([seed, 5])
+        self._chatty = False
+
+    def reset(self) -> None:
+        self._oracle.reset()
+        self._chatty = bool(self._rng.random() < self.rate)
+
+    def act(self, observation: str) -> str:
+        action = self._oracle.act(observation)
+        head, sep, rest = action.partition("<answer>")
+        if not (sep and self._chatty):
+            return action
+        answer, close, tail = rest.partition("</answer>")
+        return f"{head}<answer>The answer is {answer.strip()}.{close}{tail}"
 
 
 def question_ids(env: Any, seeds: range) -> set[str]:
@@ -150,7 +202,8 @@ def evaluate(path: Path, env: Any, seeds: list[int], temperature: float,
     r = evaluate_policy(model, tok, env, seeds, temperature=temperature, max_new_tokens=64,
                         max_prompt_tokens=max_prompt_tokens, max_completion_tokens=512, seed=0,
                         progress=True)
-    return {"em": r.success, "mean_reward": r.mean_reward, "format": r.format_rate,
+    return {"em": r.success, "f1": r.components.get("f1"), "mean_reward": r.mean_reward,
+            "format": r.format_rate,
             "turns": r.mean_turns, "completion_tokens": r.mean_completion_tokens,
             "seconds": r.seconds}
 
@@ -320,9 +373,10 @@ def main() -> None:
     logging.getLogger("thinkgym.training.rollout").setLevel(logging.ERROR)
     import torch
 
+    from thinkgym.agents.llm import load_model_and_tokenizer
     from thinkgym.agents.tiny import TinyModelConfig, tiny_model_path
     from thinkgym.training.grpo import GRPOTrainConfig, make_env, train_grpo
-    from thinkgym.training.sft import SFTTrainConfig, train_sft
+    from thinkgym.training.sft import SFTTrainConfig, oracle_episodes, train_sft
 
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
@@ -356,8 +410,12 @@ def main() -> None:
                          learning_rate=args.sft_lr, lr_scheduler_type="cosine",
                          warmup_ratio=0.03, per_device_batch_size=8, max_completion_tokens=512,
                          max_prompt_tokens=args.max_prompt_tokens,
-                         output_dir=str(out / "sft"), logging_steps=10)
-    sft_dir = train_sft(sft, base)
+                         output_dir=str(out / "sft"), logging_steps=10, seed=args.seed)
+    demonstrator = (ChattyOracle(args.chatty_rate, seed=args.seed)
+                    if args.cold_start == "chatty" else None)
+    episodes = oracle_episodes(sft, load_model_and_tokenizer(str(base))[1], env=env,
+                               policy=demonstrator)
+    sft_dir = train_sft(sft, base, episodes=episodes)
     sft_log = json.loads((sft_dir / "trainer_state.json").read_text())["log_history"]
     times["sft"] = time.perf_counter() - t
 
@@ -376,7 +434,7 @@ def main() -> None:
         prompts_per_step=args.prompts_per_step, max_steps=args.max_grpo_steps,
         learning_rate=args.grpo_lr, temperature=args.grpo_temperature, max_new_tokens=64,
         max_prompt_tokens=args.max_prompt_tokens, max_completion_tokens=512,
-        filter_zero_variance=True, output_dir=str(out / "grpo"),
+        filter_zero_variance=True, output_dir=str(out / "grpo"), seed=args.seed,
         logging_steps=1, curves_every=25)
     grpo_dir = train_grpo(grpo, str(sft_dir), callbacks=[time_budget_callback(deadline - reserve)])
     grpo_log = json.loads((grpo_dir / "trainer_state.json").read_text())["log_history"]
@@ -401,7 +459,10 @@ def main() -> None:
         "em_base": res["em_base"], "em_sft": res["em_sft"], "em_grpo": res["em_grpo"],
         "em_gain_grpo_over_sft_points": 100 * (res["em_grpo"] - res["em_sft"]),
         "reward_base": res["mean_reward_base"], "reward_sft": res["mean_reward_sft"],
-        "reward_grpo": res["mean_reward_grpo"], **over,
+        "reward_grpo": res["mean_reward_grpo"], "f1_sft": res["f1_sft"],
+        "f1_grpo": res["f1_grpo"], "cold_start": args.cold_start,
+        "sft_chatty_rate": args.chatty_rate if args.cold_start == "chatty" else 0.0,
+        "sft_episodes_kept": len(episodes), **over,
         "target_em_gain_points": 10.0, "target_overhead": 1.2,
         "target_em_met": 100 * (res["em_grpo"] - res["em_sft"]) >= 10.0,
         "target_overhead_met": over["rollout_overhead"] <= 1.2,
@@ -420,9 +481,10 @@ def main() -> None:
                     "torch": torch.__version__, "python": platform.python_version()},
     }
     plot(result, sft_log, grpo_log, args.png)
-    print(f"{'stage':<8}{'EM':>8}{'return':>9}{'format':>8}{'turns':>7}")
+    print(f"{'stage':<8}{'EM':>8}{'F1':>8}{'return':>9}{'format':>8}{'turns':>7}")
     for s in ("base", "sft", "grpo"):
-        print(f"{s:<8}{res[f'em_{s}']:>8.3f}{res[f'mean_reward_{s}']:>9.3f}"
+        print(f"{s:<8}{res[f'em_{s}']:>8.3f}{res[f'f1_{s}'] or 0:>8.3f}"
+              f"{res[f'mean_reward_{s}']:>9.3f}"
               f"{res[f'format_{s}'] or 0:>8.3f}{res[f'turns_{s}']:>7.2f}")
     print(f"GRPO - SFT: {result['em_gain_grpo_over_sft_points']:+.1f} EM points "
           f"({grpo_steps} GRPO steps); SFT + GRPO + their evals {pipeline / 60:.1f} min; "

@@ -154,6 +154,26 @@ def test_oracle_episodes_drop_those_over_budget(tmp_path, tokenizer, caplog) -> 
         oracle_episodes(config(tmp_path, max_completion_tokens=5), tokenizer, progress=False)
 
 
+def test_oracle_episodes_take_another_demonstrator(tmp_path, tokenizer) -> None:
+    class Guesser:  # answers at once, never calls a tool
+        resets = 0
+
+        def reset(self) -> None:
+            Guesser.resets += 1
+
+        def act(self, observation: str) -> str:
+            return '<think>I will guess.</think>\n<answer>{"answer": "42"}</answer>'
+
+    eps = oracle_episodes(config(tmp_path), tokenizer, progress=False, policy=Guesser())
+    oracle = oracle_episodes(config(tmp_path), tokenizer, progress=False)
+    assert Guesser.resets == len(eps) == 4
+    assert all(e.turns == 1 and "I will guess." in e.text for e in eps)
+    assert [e.completion_ids for e in eps] != [e.completion_ids for e in oracle]
+    with pytest.raises(ConfigError, match="reset\\(\\) and act") as err:
+        oracle_episodes(config(tmp_path), tokenizer, progress=False, policy="OracleAgent")
+    assert "str" in str(err.value)
+
+
 def test_dataset_masks_prompt_and_env_tokens(tmp_path, tokenizer) -> None:
     eps = oracle_episodes(config(tmp_path), tokenizer, progress=False)
     data = build_sft_dataset(eps)

@@ -229,19 +229,26 @@ def render_oracle_episode(env: Any, policy: Any, tokenizer: Any, *, seed: int,
 
 
 def oracle_episodes(config: SFTTrainConfig, tokenizer: Any, env: Any = None,
-                    seeds: Sequence[int] | None = None, progress: bool = True) -> list[Any]:
+                    seeds: Sequence[int] | None = None, progress: bool = True,
+                    policy: Any = None) -> list[Any]:
     """Rendered oracle episodes for ``seeds`` (default: the config's range), filtered.
 
-    Dropped, with a warning giving the counts: episodes over the completion budget,
-    episodes whose tokens do not decode back to the transcript, and (with
-    ``min_reward``) low-return ones.
+    ``policy`` is the demonstrator (any object with ``reset()`` and ``act(observation)``);
+    by default the env's scripted oracle from :data:`ORACLES`. Dropped, with a warning
+    giving the counts: episodes over the completion budget, episodes whose tokens do
+    not decode back to the transcript, and (with ``min_reward``) low-return ones.
     """
     from tqdm.auto import tqdm
 
     from thinkgym.training.grpo import make_env
 
     env = env if env is not None else make_env(config)  # type: ignore[arg-type]
-    policy = oracle_policy(config.env_id, env)
+    if policy is None:
+        policy = oracle_policy(config.env_id, env)
+    elif not (callable(getattr(policy, "act", None)) and callable(getattr(policy, "reset", None))):
+        raise ConfigError("the demonstrator needs reset() and act(observation)", field="policy",
+                          got=type(policy).__name__,
+                          fix="pass a thinkgym.agents Policy, or None for the env's oracle")
     if seeds is None:
         seeds = range(config.first_seed, config.first_seed + config.num_episodes)
     kept, dropped = [], {"over budget": 0, "decode mismatch": 0, "low reward": 0}
