@@ -9,7 +9,7 @@ import thinkgym  # noqa: F401  (registers the envs)
 from thinkgym.agents.llm import load_model_and_tokenizer
 from thinkgym.agents.tiny import tiny_model_path
 from thinkgym.errors import ConfigError
-from thinkgym.training.evaluate import evaluate_policy
+from thinkgym.training.evaluate import _answer, evaluate_policy
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +27,8 @@ def test_result_does_not_depend_on_the_batch_size(tiny) -> None:
     assert one.episodes == four.episodes == 5
     assert one.mean_completion_tokens == four.mean_completion_tokens
     assert one.mean_reward == pytest.approx(four.mean_reward)
+    assert len(one.answers) == 5
+    assert one.answers == four.answers
     assert dataclasses.replace(four, seconds=0.0) == dataclasses.replace(again, seconds=0.0)
 
 
@@ -35,3 +37,12 @@ def test_bad_batch_size_is_a_config_error(tiny, bad) -> None:
     model, tok = tiny
     with pytest.raises(ConfigError, match="batch_size"):
         evaluate_policy(model, tok, gym.make("Reasoning-v0"), [0], batch_size=bad)
+
+
+def test_answers_come_from_the_last_info() -> None:
+    from types import SimpleNamespace
+
+    assert _answer(SimpleNamespace(infos=[{"answer": "a"}, {"answer": "Lisbon"}])) == "Lisbon"
+    assert _answer(SimpleNamespace(infos=[{"answer": "a"}, {}])) is None
+    assert _answer(SimpleNamespace(infos=[{"answer": 3}])) is None
+    assert _answer(SimpleNamespace(infos=[])) is None

@@ -41,6 +41,8 @@ class EvalResult:
     """Wall time of the evaluation."""
     components: dict[str, float] = field(default_factory=dict)
     """Mean of every env reward component over the episodes where it applied."""
+    answers: tuple[str | None, ...] = ()
+    """Each episode's final ``info["answer"]`` (None where the env reports none), in seed order."""
 
 
 def evaluate_policy(model: Any, tokenizer: Any, env: Any, seeds: Sequence[int], *,
@@ -108,4 +110,9 @@ def evaluate_policy(model: Any, tokenizer: Any, env: Any, seeds: Sequence[int], 
         episodes=len(episodes), mean_turns=sum(ep.turns for ep in episodes) / n,
         mean_completion_tokens=sum(len(ep.completion_ids) for ep in episodes) / n,
         format_rate=math.fsum(fmt) / n if fmt is not None else None, seconds=seconds,
-        components=means)
+        components=means, answers=tuple(_answer(ep) for ep in episodes))
+
+
+def _answer(episode: Any) -> str | None:
+    answer = episode.infos[-1].get("answer") if episode.infos else None
+    return answer if isinstance(answer, str) else None
