@@ -73,9 +73,9 @@ pipeline took 29.4 minutes (SFT 8.1). GRPO's training EM climbs from ~0.05 to
 fall from 95% of held-out answers after SFT to 5% after GRPO (keys added by
 re-evaluating the run's saved models: same seeds, same EM). A repeat with
 ``--seed 1`` (``results/grpo_learning_seed1.json``): SFT 0.5% -> GRPO 27.5%
-(+27.0 points, 495 steps, pipeline 29.4 minutes, overhead 0.32x, group 3.12x). GRPO recovers about
-half of what the chatty demonstrations cost: the clean-oracle pilot with the same
-SFT reached 42%. Rollout overhead 0.35x (median 0.36x; 0.85x against the agent's
+(+27.0 points, 495 steps, pipeline 29.4 minutes, overhead 0.32x, group 3.12x).
+GRPO recovers about half of what the chatty demonstrations cost: the clean-oracle
+pilot with the same SFT reached 42%. Rollout overhead 0.35x (median 0.36x; 0.85x against the agent's
 tokens only) and a group of 8 in lockstep is 3.09x faster than one by one
 (identical episodes). The second command re-measures only the overhead keys on
 another model.
@@ -96,6 +96,7 @@ from typing import Any
 RESULTS = Path(__file__).parent / "results"
 EVAL_SEED_BASE = 1_000_000
 GRPO_SEED_BASE = 100_000
+CHATTY_PREFIX = "The answer is "
 
 
 def parse_args() -> argparse.Namespace:
@@ -179,7 +180,7 @@ class ChattyOracle:
         if not (sep and self._chatty):
             return action
         answer, close, tail = rest.partition("</answer>")
-        return f"{head}<answer>The answer is {answer.strip()}.{close}{tail}"
+        return f"{head}<answer>{CHATTY_PREFIX}{answer.strip()}.{close}{tail}"
 
 
 def question_ids(env: Any, seeds: range) -> set[str]:
@@ -206,7 +207,7 @@ def evaluate(path: Path, env: Any, seeds: list[int], temperature: float,
     r = evaluate_policy(model, tok, env, seeds, temperature=temperature, max_new_tokens=64,
                         max_prompt_tokens=max_prompt_tokens, max_completion_tokens=512, seed=0,
                         progress=True)
-    sentences = sum(a is not None and a.startswith("The answer is") for a in r.answers)
+    sentences = sum(a is not None and a.startswith(CHATTY_PREFIX) for a in r.answers)
     return {"em": r.success, "f1": r.components.get("f1"), "mean_reward": r.mean_reward,
             "sentence_answers": sentences / max(1, r.episodes),
             "format": r.format_rate,
@@ -379,10 +380,9 @@ def main() -> None:
     logging.getLogger("thinkgym.training.rollout").setLevel(logging.ERROR)
     import torch
 
-    from thinkgym.agents.llm import load_model_and_tokenizer
     from thinkgym.agents.tiny import TinyModelConfig, tiny_model_path
     from thinkgym.training.grpo import GRPOTrainConfig, make_env, train_grpo
-    from thinkgym.training.sft import SFTTrainConfig, oracle_episodes, train_sft
+    from thinkgym.training.sft import SFTTrainConfig, train_sft
 
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
@@ -419,9 +419,7 @@ def main() -> None:
                          output_dir=str(out / "sft"), logging_steps=10, seed=args.seed)
     demonstrator = (ChattyOracle(args.chatty_rate, seed=args.seed)
                     if args.cold_start == "chatty" else None)
-    episodes = oracle_episodes(sft, load_model_and_tokenizer(str(base))[1], env=env,
-                               policy=demonstrator)
-    sft_dir = train_sft(sft, base, episodes=episodes)
+    sft_dir = train_sft(sft, base, policy=demonstrator)
     sft_log = json.loads((sft_dir / "trainer_state.json").read_text())["log_history"]
     times["sft"] = time.perf_counter() - t
 
@@ -468,8 +466,7 @@ def main() -> None:
         "reward_grpo": res["mean_reward_grpo"], "f1_sft": res["f1_sft"],
         "f1_grpo": res["f1_grpo"], "sentence_answers_sft": res["sentence_answers_sft"],
         "sentence_answers_grpo": res["sentence_answers_grpo"], "cold_start": args.cold_start,
-        "sft_chatty_rate": args.chatty_rate if args.cold_start == "chatty" else 0.0,
-        "sft_episodes_kept": len(episodes), **over,
+        "sft_chatty_rate": args.chatty_rate if args.cold_start == "chatty" else 0.0, **over,
         "target_em_gain_points": 10.0, "target_overhead": 1.2,
         "target_em_met": 100 * (res["em_grpo"] - res["em_sft"]) >= 10.0,
         "target_overhead_met": over["rollout_overhead"] <= 1.2,

@@ -154,7 +154,7 @@ def test_oracle_episodes_drop_those_over_budget(tmp_path, tokenizer, caplog) -> 
         oracle_episodes(config(tmp_path, max_completion_tokens=5), tokenizer, progress=False)
 
 
-def test_oracle_episodes_take_another_demonstrator(tmp_path, tokenizer) -> None:
+def test_oracle_episodes_take_another_demonstrator(tmp_path, tokenizer, tiny_path) -> None:
     class Guesser:  # answers at once, never calls a tool
         resets = 0
 
@@ -169,6 +169,9 @@ def test_oracle_episodes_take_another_demonstrator(tmp_path, tokenizer) -> None:
     assert Guesser.resets == len(eps) == 4
     assert all(e.turns == 1 and "I will guess." in e.text for e in eps)
     assert [e.completion_ids for e in eps] != [e.completion_ids for e in oracle]
+    trainer = build_sft_trainer(config(tmp_path), tiny_path, progress=False, policy=Guesser())
+    assert sorted(trainer.train_dataset["input_ids"]) == sorted(
+        e.prompt_ids + e.completion_ids for e in eps)
     with pytest.raises(ConfigError, match="reset\\(\\) and act") as err:
         oracle_episodes(config(tmp_path), tokenizer, progress=False, policy="OracleAgent")
     assert "str" in str(err.value)

@@ -288,7 +288,8 @@ def build_sft_dataset(episodes: Sequence[Any]) -> Any:
 
 
 def build_sft_trainer(config: SFTTrainConfig, model_path: str | Path,
-                      episodes: Sequence[Any] | None = None, progress: bool = True) -> Any:
+                      episodes: Sequence[Any] | None = None, progress: bool = True,
+                      policy: Any = None) -> Any:
     """A stock ``trl.SFTTrainer`` on oracle episodes of ``config.env_id`` for the local model.
 
     A callback draws the loss curve into ``output_dir/curves.png``.
@@ -300,7 +301,7 @@ def build_sft_trainer(config: SFTTrainConfig, model_path: str | Path,
 
     model, tokenizer = load_model_and_tokenizer(str(model_path), rope_scaling=config.rope_scaling)
     if episodes is None:
-        episodes = oracle_episodes(config, tokenizer, progress=progress)
+        episodes = oracle_episodes(config, tokenizer, progress=progress, policy=policy)
     dataset = build_sft_dataset(episodes)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*padding.free.*")
@@ -311,7 +312,8 @@ def build_sft_trainer(config: SFTTrainConfig, model_path: str | Path,
 
 
 def train_sft(config: SFTTrainConfig, model_path: str | Path,
-              episodes: Sequence[Any] | None = None, progress: bool = True) -> Path:
+              episodes: Sequence[Any] | None = None, progress: bool = True,
+              policy: Any = None) -> Path:
     """Cold-start SFT; saves model + tokenizer into ``config.output_dir`` and returns it.
 
     The directory is a ``save_pretrained`` model, so it is what
@@ -319,7 +321,7 @@ def train_sft(config: SFTTrainConfig, model_path: str | Path,
     """
     from thinkgym.training.grpo import copy_lineage
 
-    trainer = build_sft_trainer(config, model_path, episodes, progress=progress)
+    trainer = build_sft_trainer(config, model_path, episodes, progress=progress, policy=policy)
     if not progress:
         quiet_trainer(trainer)
     trainer.train()
