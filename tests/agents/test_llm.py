@@ -83,8 +83,7 @@ def test_directory_without_config_is_rejected(tmp_path) -> None:
         resolve_model_dir(tmp_path)
 
 
-def test_tokenizer_without_tags_or_pad_gets_them_with_a_warning(tmp_path, caplog) -> None:
-    import torch
+def _tagless_model_dir(tmp_path):
     from transformers import Qwen2Config, Qwen2ForCausalLM, Qwen2Tokenizer
 
     tok = Qwen2Tokenizer().train_new_from_iterator(
@@ -97,16 +96,35 @@ def test_tokenizer_without_tags_or_pad_gets_them_with_a_warning(tmp_path, caplog
                                          num_key_value_heads=1))
     tok.save_pretrained(tmp_path)
     model.save_pretrained(tmp_path)
-    size = len(tok)
+    return len(tok)
+
+
+def test_tags_stay_plain_text_by_default(tmp_path, caplog) -> None:
+    size = _tagless_model_dir(tmp_path)
     with caplog.at_level(logging.WARNING, logger="thinkgym.agents.llm"):
         model, tok = load_model_and_tokenizer(str(tmp_path))
+    assert "no pad token" in caplog.text
+    assert "no single token" not in caplog.text
+    assert len(tok) == size  # no vocabulary resize
+    assert model.get_input_embeddings().num_embeddings == size
+    assert tok.pad_token == "<eos>"
+    # a tag is several ordinary tokens that decode back to the tag
+    ids = tok.encode("<search>", add_special_tokens=False)
+    assert len(ids) > 1
+    assert tok.decode(ids) == "<search>"
+
+
+def test_protocol_tokens_are_added_only_when_asked(tmp_path, caplog) -> None:
+    import torch
+
+    size = _tagless_model_dir(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="thinkgym.agents.llm"):
+        model, tok = load_model_and_tokenizer(str(tmp_path), add_protocol_tokens=True)
     text = caplog.text
     assert "no single token" in text
     assert "<search>" in text
-    assert "no pad token" in text
     assert len(tok) == size + len(PROTOCOL_TAGS)
     assert model.get_input_embeddings().num_embeddings == len(tok)
-    assert tok.pad_token == "<eos>"
     ids = tok.encode("<think>a</think><answer>b</answer>", add_special_tokens=False)
     assert len(ids) == 6
     assert model(input_ids=torch.tensor([ids])).logits.shape[-1] == len(tok)

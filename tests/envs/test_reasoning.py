@@ -337,3 +337,23 @@ def test_reasoning_gym_boxed_format_and_determinism(rg: Any) -> None:
 def test_reasoning_gym_unknown_dataset_suggests_names(rg: Any) -> None:
     with pytest.raises(ConfigError, match="basic_arithmetic"):
         reasoning_gym_adapter.ReasoningGymEnv(dataset="basic_arithmetik")
+
+
+def test_instruction_shows_no_example_value_and_lenient_sees_unboxed_answers() -> None:
+    env = gym.make("Reasoning-v0", difficulty=1, kinds=("arithmetic",))
+    prompt, info = env.reset(seed=3)
+    assert "\\boxed{4" not in prompt and "e.g." not in prompt
+    _, reward, _, _, info = env.step(f"Working it out, the result is {info['answer']}.")
+    comps = info["reward_components"]
+    assert comps["correctness"]["raw"] == 0.0  # not boxed: no exact credit
+    assert comps["lenient_match"]["raw"] == 1.0  # but the last number is right
+    assert comps["lenient_match"]["weight"] == 0.0
+    assert info["agent_answer"] is None
+    assert reward == 0.0
+
+
+def test_lenient_reads_the_last_equation_of_a_polynomial_reply() -> None:
+    env = gym.make("Reasoning-v0", difficulty=1, kinds=("expand",))
+    _, info = env.reset(seed=0)
+    _, _, _, _, info = env.step(f"Multiplying out: (...) = {info['answer']}")
+    assert info["reward_components"]["lenient_match"]["raw"] == 1.0

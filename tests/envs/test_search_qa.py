@@ -174,8 +174,10 @@ def test_oracle_episode_reward_components(env: SearchQAEnv) -> None:
     assert raw(info, "format") == 1.0
     assert raw(info, "f1") == 1.0
     assert result.reward == pytest.approx(1.0 + 0.2 - 0.1 * result.searches)
-    assert set(info["reward_components"]) == {"exact_match", "f1", "format", "search_cost",
-                                              "invalid_action"}
+    assert set(info["reward_components"]) == {"exact_match", "f1", "lenient_match", "format",
+                                              "search_cost", "invalid_action"}
+    assert raw(info, "lenient_match") == 1.0
+    assert info["agent_answer"] == info["answer"]
 
 
 def test_aliases_and_normalisation_count_as_exact_match(env: SearchQAEnv) -> None:

@@ -163,3 +163,23 @@ def test_boxed_match_ignores_env_text() -> None:
     end = text.index("</information>") + len("</information>")
     inp = RewardInput(completion=text, references=("4",), env_spans=((start, end),))
     assert REWARDS.get("boxed_match")(inp) == 0.0
+
+
+def test_lenient_match_reads_the_last_number_or_the_boxed_answer() -> None:
+    from thinkgym.rewards import last_number, lenient_match
+
+    assert last_number("2 pencils at $6 each: 2 * 6 = 12 dollars.") == "12"
+    assert last_number("no digits here") is None
+    assert lenient_match("3 * 20 = 60 km.\n\nFinal Answer: 60", None, ["60"]) == 1.0
+    assert lenient_match("x = 6. Checking: x = 5", None, ["6"]) == 0.0  # the last one counts
+    assert lenient_match(r"so \boxed{12}, not 13", None, ["12"]) == 1.0  # a box wins
+    assert lenient_match("nothing numeric", None, ["4"]) == 0.0
+
+
+def test_lenient_match_on_text_answers_is_whole_word_containment() -> None:
+    from thinkgym.rewards import lenient_match
+
+    assert lenient_match("", "It was Marie Curie.", ["Marie Curie"]) == 1.0
+    assert lenient_match("", "Curie", ["Marie Curie"]) == 0.0
+    assert lenient_match("", "Parisian", ["Paris"]) == 0.0  # whole words only
+    assert lenient_match("", None, ["Paris"]) == 0.0

@@ -126,3 +126,16 @@ def test_bad_protocol_definitions_raise_config_error() -> None:
         TagProtocol("x", {"Think": "T"}, episode="T")
     with pytest.raises(ConfigError, match="bad pattern"):
         TagProtocol("x", {"think": "T"}, episode="T(")
+
+
+def test_format_pays_nothing_for_a_boxed_example_copied_from_the_prompt() -> None:
+    from thinkgym.protocols import RewardInput
+    from thinkgym.rewards import FormatReward
+
+    prompt = r"Give the answer in \boxed{}, e.g. \boxed{42}. Problem: 6 * 7 - 2?"
+    copied = RewardInput(completion=r"Easy: \boxed{42}", prompt=prompt, protocol="boxed",
+                         done=True)
+    own = RewardInput(completion=r"6 * 7 - 2 = 40, so \boxed{40}", prompt=prompt,
+                      protocol="boxed", done=True)
+    assert FormatReward()(copied) == 0.0
+    assert FormatReward()(own) == 1.0

@@ -5,9 +5,16 @@ Loading never downloads: a model is a local directory written by
 (``local_files_only=True``); anything else raises
 :class:`~thinkgym.errors.CheckpointError` naming the paths tried and how to point
 at a local copy (``--model PATH``). ``rope_scaling`` is passed through to the model
-config for long contexts. A tokenizer without single tokens for the protocol
-tags gets them added (ordinary tokens, not special ones) and the embeddings are
-resized, with a warning; a tokenizer without a pad token gets ``pad = eos``.
+config for long contexts. A tokenizer without a pad token gets ``pad = eos``.
+
+Protocol tags (``<search>``, ``<answer>``, ...) are plain text by default: the
+vocabulary is never resized, the agent writes a tag as whatever tokens its
+tokenizer splits it into, and tags are found in decoded text (the envs parse
+text; the turn-stop rule below reads the decoded tail). Adding the tags as new
+tokens is an explicit option (``add_protocol_tokens=True``): their embedding rows
+start untrained and identical, so a pretrained model cannot tell ``<search>`` from
+``<answer>`` until it is fine-tuned — fine for a model trained from scratch, fatal
+for an instruct model used as is.
 
 Generation is a small token-by-token sampler over the model's KV cache
 (:class:`DecodeSession`): temperature / top-p sampling with a ``torch.Generator``,
@@ -20,10 +27,12 @@ one forward pass, never re-encoding the prefix. :class:`BatchDecodeSession` does
 same for several episodes at once (one padded cache, one forward pass per token
 for all of them).
 
-The prompt is the env's text as the user message of the chat template. R1's
-template ends the generation prompt with ``<think>\\n``: that opener is split off
-as the *prefill* (forced text the model did not sample) and prefixed to the first
-action, so the env sees a complete ``<think>`` block. TRL no longer truncates
+The prompt is the env's text as the user message of the model's own chat
+template. Only a reasoning model whose template itself ends the generation prompt
+with ``<think>`` (R1-Distill: ``<think>\\n``) gets a *prefill*: that opener is split
+off as forced text the model did not sample and prefixed to the first action, so
+the env sees a complete ``<think>`` block. An instruct model's template (SmolLM2,
+Qwen2.5-Instruct, ...) has no such opener and nothing is forced. TRL no longer truncates
 prompts, so :func:`encode_prompt` does: over budget, user text is cut from the
 left (its end, where the question sits, is kept) while the system prompt and the
 template framing are kept whole, with a warning.
@@ -108,7 +117,10 @@ class LLMPolicyConfig:
     num_threads: int | None = None
     """Torch threads while generating; None: 1 for models under 50M parameters, else unchanged."""
     protocol_tags: tuple[str, ...] = PROTOCOL_TAGS
-    """Tags that must be single tokens (added, with a warning, when missing)."""
+    """Tags added as tokens when ``add_protocol_tokens`` is on."""
+    add_protocol_tokens: bool = False
+    """Add the protocol tags missing from the vocabulary as new tokens and resize the
+    embeddings (off: tags stay plain text, which a pretrained model can already write)."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, str) or not self.model:
@@ -136,6 +148,10 @@ class LLMPolicyConfig:
 # -- loading ---------------------------------------------------------------------------------
 def resolve_model_dir(model: str | Path) -> Path:
     """The local directory of ``model``: a directory, or a repo id in the local HF cache."""
+    from thinkgym.agents.models import resolve_alias
+
+    if (alias_dir := resolve_alias(str(model))) is not None:
+        return alias_dir  # a known alias (thinkgym.agents.models), converted once and cached
     path = Path(model).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():
@@ -193,8 +209,13 @@ def with_rope_scaling(config: Any, rope_scaling: Mapping[str, Any]) -> dict[str,
 def load_model_and_tokenizer(
     model: str | Path = DEFAULT_MODEL_ID, *, rope_scaling: Mapping[str, Any] | None = None,
     dtype: str = "float32", device: str = "cpu", protocol_tags: Sequence[str] = PROTOCOL_TAGS,
+    add_protocol_tokens: bool = False,
 ) -> tuple[Any, Any]:
-    """``(model, tokenizer)`` from a local directory or the local HF cache (never the network)."""
+    """``(model, tokenizer)`` from a local directory or the local HF cache (never the network).
+
+    ``model`` may also be a model alias (see :mod:`thinkgym.agents.models`). The
+    ``protocol_tags`` are added as tokens only with ``add_protocol_tokens=True``.
+    """
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
@@ -208,7 +229,8 @@ def load_model_and_tokenizer(
     if tokenizer.pad_token is None:
         logger.warning("tokenizer of %s has no pad token: using eos %r", path, tokenizer.eos_token)
         tokenizer.pad_token = tokenizer.eos_token
-    ensure_protocol_tags(tokenizer, lm, protocol_tags)
+    if add_protocol_tokens:
+        ensure_protocol_tags(tokenizer, lm, protocol_tags)
     return lm, tokenizer
 
 
@@ -500,7 +522,8 @@ class LLMPolicy:
 
         self.config = config or LLMPolicyConfig()
         self.model, self.tokenizer = model, tokenizer
-        ensure_protocol_tags(tokenizer, model, self.config.protocol_tags)
+        if self.config.add_protocol_tokens:
+            ensure_protocol_tags(tokenizer, model, self.config.protocol_tags)
         self.eos_ids = eos_token_ids(model, tokenizer)
         self.generator = None
         if self.config.seed is not None:
@@ -513,7 +536,8 @@ class LLMPolicy:
         config = dataclasses.replace(config or LLMPolicyConfig(), **overrides)
         model, tokenizer = load_model_and_tokenizer(
             config.model, rope_scaling=config.rope_scaling, dtype=config.dtype,
-            device=config.device, protocol_tags=config.protocol_tags)
+            device=config.device, protocol_tags=config.protocol_tags,
+            add_protocol_tokens=config.add_protocol_tokens)
         model.eval()
         return cls(model, tokenizer, config)
 

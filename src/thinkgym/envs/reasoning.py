@@ -14,19 +14,22 @@ from thinkgym.envs.reasoning_problems import PROBLEM_KINDS, Problem, generate_pr
 from thinkgym.envs.text_env import TextEnv
 from thinkgym.errors import ConfigError
 from thinkgym.protocols import RewardComponent, RewardInput
-from thinkgym.rewards import Composer, RewardSpec, answer_match, boxed_answer
+from thinkgym.rewards import Composer, RewardSpec, answer_match, boxed_answer, lenient_match
 from thinkgym.rewards.detectors import (
     AnswerGuessing,
     FormatGaming,
     LengthGaming,
     ShapedCorrectness,
 )
+from thinkgym.rewards.parsing import agent_text
 
 __all__ = ["DETECTORS", "ReasoningConfig", "ReasoningCorrectness", "ReasoningEnv",
-           "expressions_equal"]
+           "ReasoningLenient", "expressions_equal"]
 
-INSTRUCTION = ("Solve the problem. Reason step by step, then give only the final answer in "
-               "\\boxed{}, e.g. \\boxed{42} or \\boxed{3/4}.")
+INSTRUCTION = ("Solve the problem. Reason step by step, then write the final answer alone "
+               "inside \\boxed{} at the end of your reply.")
+"""No example value in the instruction: a model copies it (``\\boxed{42}``), and the format
+reward pays nothing for a boxed example copied from the prompt anyway."""
 
 DETECTORS: tuple[str, ...] = ("answer_guessing", "format_gaming", "length_gaming")
 """Reward-hacking detectors reported per episode in ``info["detectors"]``."""
@@ -153,6 +156,32 @@ class ReasoningCorrectness:
 
 
 @dataclass(frozen=True)
+class ReasoningLenient:
+    """1.0 if the agent's final result is right however it was written, else 0.0.
+
+    Numbers: the boxed answer, else the last number in the reply
+    (:func:`~thinkgym.rewards.lenient_match`). Polynomials: the boxed answer, else the
+    right-hand side of the last ``=`` in the reply, symbolically equal to the reference.
+    Logged at weight 0 so a pure format gain shows up as ``correctness`` rising while
+    this stays flat; give it a weight to shape the reward of a model that does not box
+    its answers yet.
+    """
+
+    name: str = "lenient_match"
+
+    def __call__(self, inp: RewardInput) -> float | None:
+        if not inp.done or not inp.references:
+            return None
+        text = agent_text(inp.completion, inp.env_spans)
+        if inp.metadata.get("answer_type") == "expression":
+            lines = [ln for ln in text.splitlines() if "=" in ln]
+            candidate = inp.answer or (lines[-1].rsplit("=", 1)[1].strip(" .$") if lines
+                                       else None)
+            return float(expressions_equal(candidate, inp.references[0]))
+        return lenient_match(text, inp.answer, inp.references)
+
+
+@dataclass(frozen=True)
 class ReasoningConfig:
     """Arguments of :class:`ReasoningEnv` (all keyword arguments of ``gym.make``)."""
 
@@ -184,13 +213,14 @@ class ReasoningConfig:
                                   fix=f"pass {name}={lo * 4}")
 
     def composer(self) -> Composer:
-        """correctness 1.0, format 0.1; detectors and shaped correctness logged at weight 0."""
+        """correctness 1.0, format 0.1; detectors, shaped correctness and lenient_match logged
+        at weight 0."""
         correctness = ReasoningCorrectness()
         instances: list[RewardComponent] = [
             correctness, AnswerGuessing(), FormatGaming(), LengthGaming(),
-            ShapedCorrectness(correctness=correctness)]
+            ShapedCorrectness(correctness=correctness), ReasoningLenient()]
         weights = {"correctness": 1.0, "format": 0.1, "shaped_correctness": 0.0,
-                   **dict.fromkeys(DETECTORS, 0.0)}
+                   "lenient_match": 0.0, **dict.fromkeys(DETECTORS, 0.0)}
         return Composer(RewardSpec(weights=weights).override(self.reward_weights),
                         instances=instances)
 
@@ -218,7 +248,11 @@ class ReasoningEnv(TextEnv):
     ``$`` ignored) or symbolic equivalence for polynomials (sympy if installed,
     else exact evaluation at 8 rational points); no box or several different boxes
     score 0, and there is never substring credit. ``format`` (0.1): the ``boxed``
-    protocol. Logged at weight 0: the reward-hacking detectors ``answer_guessing``,
+    protocol; a boxed value the prompt itself shows boxed earns no format reward.
+    Logged at weight 0: ``lenient_match`` (the last number of the reply, or the
+    boxed answer, is right: a task gain without a format gain shows here; weight it
+    to shape the reward of a model that does not box yet), the reward-hacking
+    detectors ``answer_guessing``,
     ``format_gaming``, ``length_gaming`` (1.0 = flagged; ``info["detectors"]`` lists
     the rules that fired) and ``shaped_correctness`` (correctness x0.5 when
     guessing, x0.7 when format gaming; switch to it with ``reward_weights``).
@@ -233,7 +267,9 @@ class ReasoningEnv(TextEnv):
     See :class:`ReasoningConfig`: ``difficulty``, ``kinds``, ``reward_weights``.
 
     ## Version History
-    * v0: initial version.
+    * v0: initial version. Before 0.2 the instruction showed ``\\boxed{42}`` as an
+      example, which small instruct models copied and the format reward paid for;
+      the example is gone and ``format`` no longer pays for a boxed prompt example.
 
     Example::
 
@@ -284,7 +320,7 @@ class ReasoningEnv(TextEnv):
         result = self.composer.score(inp, turn=0)
         detectors = {name: self.composer.component(name).reasons(inp) for name in DETECTORS
                      if name in self.composer.names}
-        info = {**self._problem_info(), "boxed_answer": answer,
+        info = {**self._problem_info(), "boxed_answer": answer, "agent_answer": answer,
                 "correct": result.components["correctness"]["raw"] == 1.0,
                 "detectors": detectors, "reward_components": result.components}
         return "", result.total, True, False, info

@@ -28,8 +28,8 @@ from thinkgym.tools.retrieval import Retriever, RetrieverConfig
 __all__ = ["DEFAULT_REWARDS", "ParsedAction", "SearchQAConfig", "SearchQAEnv", "build_prompt",
            "parse_action", "read_passages"]
 
-DEFAULT_REWARDS = RewardSpec(weights={"exact_match": 1.0, "f1": 0.0, "format": 0.2,
-                                      "search_cost": 1.0, "invalid_action": 1.0})
+DEFAULT_REWARDS = RewardSpec(weights={"exact_match": 1.0, "f1": 0.0, "lenient_match": 0.0,
+                                      "format": 0.2, "search_cost": 1.0, "invalid_action": 1.0})
 """Component weights; override any of them with ``reward_weights`` (see the env's Rewards)."""
 
 PROMPT = (
@@ -232,6 +232,9 @@ class SearchQAEnv(TextEnv):
     * ``exact_match`` (1.0, final turn): 1 if the normalised answer equals a gold
       answer or alias (SQuAD normalisation; hedged answers score 0);
     * ``f1`` (0.0: logged only, final turn): token F1 against the best alias;
+    * ``lenient_match`` (0.0: logged only, final turn): 1 if the normalised answer
+      span contains a gold answer as whole words (substring credit: a diagnostic,
+      never a default reward);
     * ``format`` (0.2, final turn): 1 if the whole transcript follows the strict
       tag sequence ``T(SIT)*A`` (think, then search + information + think ...,
       then answer; nothing outside tags, no empty tags); a truncated episode or
@@ -248,7 +251,8 @@ class SearchQAEnv(TextEnv):
     ## Episode End
     Terminated by a well-formed ``<answer>``. Truncated after ``max_turns``
     turns without one (the answer then scores 0). The final ``info`` carries
-    ``answer``, ``gold_answers`` and ``question_type``.
+    ``answer`` (= ``agent_answer``, the agent's answer span or None), ``gold_answers``
+    and ``question_type``.
 
     ## Arguments
     See :class:`SearchQAConfig`; pass its fields to ``gym.make``, e.g.
@@ -352,7 +356,7 @@ class SearchQAEnv(TextEnv):
         if parsed.kind == "search" and not searched:
             info["action_error"] = "search budget exhausted"
         if done:
-            info.update(answer=answer, gold_answers=list(question.answers),
+            info.update(answer=answer, agent_answer=answer, gold_answers=list(question.answers),
                         question_type=question.qtype, question_id=question.id)
         return obs, score.total, terminated, truncated, info
 

@@ -14,8 +14,11 @@ strictness stops reward hacking:
 
 Components (registered): ``exact_match`` (1/0), ``f1`` (token F1 in [0, 1]),
 ``numeric_match`` (1/0; None when no reference is a number), ``answer_match``
-(exact match or numeric equivalence, 1/0) and ``boxed_match`` (the boxed answer in
-the agent's text, by ``answer_match``). All return None without references.
+(exact match or numeric equivalence, 1/0), ``boxed_match`` (the boxed answer in
+the agent's text, by ``answer_match``) and ``lenient_match`` (see
+:func:`lenient_match`: the last number the agent wrote, or the answer span
+containing a reference; a diagnostic for telling a format gain from a task gain,
+and an opt-in shaping reward). All return None without references.
 
     >>> normalize_answer("The  Eiffel-Tower!")
     'eiffeltower'
@@ -44,6 +47,8 @@ __all__ = [
     "boxed_answer",
     "exact_match",
     "is_hedged",
+    "last_number",
+    "lenient_match",
     "normalize_answer",
     "numbers_equal",
     "parse_number",
@@ -218,6 +223,37 @@ def boxed_answer(text: str) -> str | None:
     return boxes[-1] if len(keys) == 1 else None
 
 
+_NUMBER = re.compile(r"(?<![\w.])[-\u2212]?\d[\d,]*(?:\.\d+)?(?:\s*/\s*\d+(?:\.\d+)?)?")
+
+
+def last_number(text: str) -> str | None:
+    r"""The last number written in ``text`` (``12``, ``-3.5``, ``1,250``, ``3/4``), or None.
+
+    >>> last_number("2 pencils at $6 each, so 2 * 6 = 12 dollars."), last_number("none")
+    ('12', None)
+    """
+    found = _NUMBER.findall(text)
+    return found[-1].strip().rstrip(",") if found else None
+
+
+def lenient_match(text: str, answer: str | None, references: Sequence[str]) -> float:
+    """1.0 if the agent's result is right however it was written, else 0.0.
+
+    Numeric references: the boxed answer, else the last number in ``text``, is
+    numerically equal to one. Other references: the normalised ``answer`` (or the
+    last line of ``text``) contains a normalised reference as whole words. This is
+    substring credit, so it is a diagnostic (weight 0 by default): a hedged list of
+    candidates would pass it.
+    """
+    if any(parse_number(r) is not None for r in references):
+        candidate = boxed_answer(text) or last_number(text)
+        return answer_match(candidate, references) if candidate is not None else 0.0
+    span = answer if answer is not None else (text.strip().splitlines() or [""])[-1]
+    words = f" {' '.join(normalize_answer(span).split())} "
+    return float(any(f" {' '.join(normalize_answer(r).split())} " in words
+                     for r in references if normalize_answer(r)))
+
+
 # -- components -------------------------------------------------------------------------
 def _needs_refs(inp: RewardInput) -> bool:
     return bool(inp.references)
@@ -250,6 +286,14 @@ def _boxed(inp: RewardInput) -> float | None:
     return answer_match(boxed_answer(agent_text(inp.completion, inp.env_spans)), inp.references)
 
 
+def _lenient(inp: RewardInput) -> float | None:
+    """:func:`lenient_match` of the agent's text (env spans removed) on the final turn."""
+    if not _needs_refs(inp):
+        return None
+    return lenient_match(agent_text(inp.completion, inp.env_spans), inp.answer, inp.references)
+
+
 for _name, _fn in (("exact_match", _exact_match), ("f1", _f1), ("numeric_match", _numeric),
-                   ("answer_match", _answer_match), ("boxed_match", _boxed)):
+                   ("answer_match", _answer_match), ("boxed_match", _boxed),
+                   ("lenient_match", _lenient)):
     REWARDS.register(_name, FunctionComponent(_name, _fn))

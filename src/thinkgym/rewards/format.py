@@ -47,10 +47,10 @@ from thinkgym.protocols import RewardInput
 from thinkgym.registry import Registry
 from thinkgym.rewards.base import REWARDS
 from thinkgym.rewards.correctness import boxed_answer
-from thinkgym.rewards.parsing import _scan, agent_text
+from thinkgym.rewards.parsing import _scan, agent_text, extract_boxed
 
 __all__ = ["FORMAT_PROTOCOLS", "FormatCheck", "FormatReward", "JsonValidity", "TagProtocol",
-           "check_format", "check_tool_call_json"]
+           "check_format", "check_tool_call_json", "copies_prompt_example"]
 
 
 @dataclass(frozen=True)
@@ -179,7 +179,20 @@ class FormatReward:
         if proto.episode is None or (not inp.done and not self.score_turns):
             return None
         ok = check_format(inp.completion, proto, final=inp.done).ok
+        if ok and proto.require_boxed and inp.done and copies_prompt_example(inp):
+            ok = False
         return self.pass_value if ok else self.fail_value
+
+
+def copies_prompt_example(inp: RewardInput) -> bool:
+    r"""The boxed answer is one the prompt itself shows boxed (an instruction's example).
+
+    A model that copies ``oxed{42}`` from "answer in oxed{}, e.g. oxed{42}" has
+    not learned the format: :class:`FormatReward` pays nothing for it.
+    """
+    answer = boxed_answer(agent_text(inp.completion, inp.env_spans))
+    examples = extract_boxed(inp.prompt or "")
+    return answer is not None and answer.strip() in {e.strip() for e in examples}
 
 
 @dataclass(frozen=True)
