@@ -27,6 +27,10 @@ COMMANDS: list[tuple[str, str, str]] = [
      "thinkgym.ctm_core.cli:configure"),
     ("train", "train LLM policies on text envs: sft (cold start), grpo, reinforce",
      "thinkgym.training.cli:configure"),
+    ("models", "model aliases (e.g. smollm2-135m-instruct): list them, prepare one locally",
+     "thinkgym.agents.models_cli:configure"),
+    ("eval", "score a model on fixed seeds of a text env (success, format, cut-off rate)",
+     "thinkgym.training.evaluate_cli:configure"),
 ]
 
 

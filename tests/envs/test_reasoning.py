@@ -342,7 +342,8 @@ def test_reasoning_gym_unknown_dataset_suggests_names(rg: Any) -> None:
 def test_instruction_shows_no_example_value_and_lenient_sees_unboxed_answers() -> None:
     env = gym.make("Reasoning-v0", difficulty=1, kinds=("arithmetic",))
     prompt, info = env.reset(seed=3)
-    assert "\\boxed{4" not in prompt and "e.g." not in prompt
+    assert "\\boxed{4" not in prompt
+    assert "e.g." not in prompt
     _, reward, _, _, info = env.step(f"Working it out, the result is {info['answer']}.")
     comps = info["reward_components"]
     assert comps["correctness"]["raw"] == 0.0  # not boxed: no exact credit

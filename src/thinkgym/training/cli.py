@@ -6,12 +6,22 @@ imported inside the run functions, so ``thinkgym --help`` stays fast.
 Without ``--model`` the commands use the tiny Qwen2 model
 (:func:`thinkgym.agents.tiny.tiny_model_path`, built offline on first use) with
 settings sized for it (higher learning rates, short turns); with ``--model PATH``
-(a local ``save_pretrained`` directory, e.g. DeepSeek-R1-Distill-Qwen-1.5B) the
+(a local ``save_pretrained`` directory, e.g. DeepSeek-R1-Distill-Qwen-1.5B, or a
+model alias such as ``smollm2-135m-instruct``, see ``thinkgym models list``) the
 library's defaults apply, unless the directory descends from the tiny model (it
-carries ``thinkgym_tiny.json``, which SFT and GRPO copy into their outputs). The cold-start recipe::
+carries ``thinkgym_tiny.json``, which SFT and GRPO copy into their outputs). The
+cold-start recipe::
 
     thinkgym train sft  --env SearchQA-v0 --split easy --out runs/sft
     thinkgym train grpo --env SearchQA-v0 --split easy --model runs/sft --out runs/grpo
+
+On a real instruct model (``benchmarks/grpo_real_model.py`` measures this recipe)::
+
+    thinkgym train sft  --env Reasoning-v0 --env-arg difficulty=1 --model smollm2-135m-instruct \
+        --steps 40 --lr 3e-5 --min-reward 0.5 --bf16 --out runs/sft
+    thinkgym train grpo --env Reasoning-v0 --env-arg difficulty=1 --model runs/sft --bf16 \
+        --env-arg 'reward_weights={"lenient_match": 0.5}' --lr 3e-6 --generations 8 \
+        --prompts-per-step 1 --temperature 0.9 --max-new-tokens 200 --out runs/grpo
 """
 
 from __future__ import annotations
@@ -21,7 +31,7 @@ import importlib
 import logging
 from typing import Any
 
-__all__ = ["configure"]
+__all__ = ["configure", "env_kwargs", "resolve_model"]
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +87,9 @@ def _common(parser: argparse.ArgumentParser, out: str) -> None:
     parser.add_argument("--save-steps", type=int, default=0,
                         help="checkpoint every N steps (0: final model only)")
     parser.add_argument("--seed", type=int, default=0, help="seed of data order and sampling")
+    parser.add_argument("--bf16", action="store_true",
+                        help="bf16 autocast for training: ~3x faster for a 135M+ model on a CPU "
+                        "with AMX, slower for the tiny model (generation stays fp32)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -112,7 +125,8 @@ def _configure_grpo(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(func=run_grpo)
 
 
-def _env_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+def env_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """``gym.make`` keyword arguments from ``--env-arg KEY=VALUE`` and ``--split``."""
     from thinkgym.ctm_core.cli import parse_assignments
     from thinkgym.errors import ConfigError
 
@@ -125,8 +139,8 @@ def _env_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     return kwargs
 
 
-def _model(args: argparse.Namespace) -> tuple[str, bool]:
-    """``(model directory, is it the tiny model or trained from it)``."""
+def resolve_model(args: argparse.Namespace) -> tuple[str, bool]:
+    """``(model directory, is it the tiny model or trained from it)`` from ``--model``."""
     from pathlib import Path
 
     if args.model is not None:  # SFT/GRPO outputs of the tiny model keep its marker file
@@ -136,6 +150,9 @@ def _model(args: argparse.Namespace) -> tuple[str, bool]:
     path = tiny_model_path()
     logger.info("no --model: using the tiny model at %s", path)
     return str(path), True
+
+
+_env_kwargs, _model = env_kwargs, resolve_model  # the names before they were public
 
 
 def run_sft(args: argparse.Namespace) -> int:
@@ -152,7 +169,7 @@ def run_sft(args: argparse.Namespace) -> int:
         max_completion_tokens=args.max_completion_tokens or (
             TINY_MAX_COMPLETION_TOKENS if tiny else SFTTrainConfig.max_completion_tokens),
         system_prompt=args.system_prompt, seed=args.seed, output_dir=args.out,
-        save_steps=args.save_steps)
+        save_steps=args.save_steps, bf16=args.bf16)
     out = train_sft(config, model, progress=not args.no_progress)
     print(f"SFT model saved to {out} (next: thinkgym train grpo --model {out})")
     return 0
@@ -176,7 +193,7 @@ def run_grpo(args: argparse.Namespace) -> int:
             TINY_MAX_COMPLETION_TOKENS if tiny else d.max_completion_tokens),
         filter_zero_variance=args.filter_zero_variance, system_prompt=args.system_prompt,
         seed=args.seed, output_dir=args.out, save_steps=args.save_steps,
-        curves_every=args.curves_every)
+        curves_every=args.curves_every, bf16=args.bf16)
     out = train_grpo(config, model, progress=not args.no_progress,
                      resume_from_checkpoint=args.resume)
     print(f"GRPO model saved to {out}; curves in {out / 'curves.png'}")
