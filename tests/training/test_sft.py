@@ -131,6 +131,17 @@ def test_episode_is_rendered_like_a_rollout(tokenizer) -> None:
     assert ep.reward > 0  # the oracle solved it
 
 
+def test_a_reply_without_a_closing_tag_learns_to_stop(tokenizer) -> None:
+    # Reasoning-v0's reply ends only when the model writes eos: that eos is trained,
+    # while an eos after </answer> (where the sampler stops the turn) is forced text.
+    import gymnasium as gym
+
+    env = gym.make("Reasoning-v0", difficulty=1)
+    ep = render_oracle_episode(env, oracle_policy("Reasoning-v0", env), tokenizer, seed=0)
+    assert ep.completion_ids[-1] == tokenizer.eos_token_id
+    assert ep.env_mask[-1] == 1
+
+
 def _complement(spans, start: int, end: int) -> list[tuple[int, int]]:
     out, pos = [], start
     for a, b in sorted(spans):

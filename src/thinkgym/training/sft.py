@@ -13,7 +13,10 @@ Loss masking (TRL's stock ``SFTTrainer`` on a pre-tokenised dataset):
 * ``completion_mask`` is 0 on the prompt (``completion_only_loss=True``);
 * ``assistant_masks`` is the rollout's ``env_mask``: 0 on env-inserted text
   (retrieved passages, tool responses, corrections), on the forced prefill and on
-  the closing eos; 1 on the oracle's own tokens.
+  the closing eos when the last action ended in a turn-closing tag (the sampler stops
+  there, so that eos is forced); 1 on the oracle's own tokens, and on the closing eos
+  of a reply that ends without such a tag (Reasoning-v0): the model must learn to
+  stop there itself, or it rambles past its answer.
 
 TRL turns both into ``labels = -100``, so env tokens get no loss and no gradient.
 The first action of an oracle that opens with ``<think>`` but not with the
@@ -193,7 +196,7 @@ def render_oracle_episode(env: Any, policy: Any, tokenizer: Any, *, seed: int,
     ``completion_ids``/``env_mask`` have the layout :func:`~thinkgym.training.rollout.play_episode`
     produces; ``context_truncated`` is set when it does not fit ``max_completion_tokens``.
     """
-    from thinkgym.agents.llm import encode_prompt
+    from thinkgym.agents.llm import STOP_STRINGS, encode_prompt
     from thinkgym.rewards.masking import tokenizer_offsets
     from thinkgym.training.rollout import Episode, episode_components
 
@@ -225,8 +228,12 @@ def render_oracle_episode(env: Any, policy: Any, tokenizer: Any, *, seed: int,
         done = ep.terminated or ep.truncated
     eos = tokenizer.eos_token_id
     if eos is not None:
+        # A last action that ends in a turn-closing tag (</answer>, ...) is cut there by the
+        # sampler, so the closing eos is forced text. One that does not (Reasoning-v0's
+        # single reply) ends only when the model writes eos itself: train it to.
+        ended_by_agent = ep.terminated and not action.rstrip().endswith(STOP_STRINGS)
         ep.completion_ids.append(eos)
-        ep.env_mask.append(0)
+        ep.env_mask.append(1 if ended_by_agent else 0)
     ep.logprobs = [0.0] * len(ep.completion_ids)
     ep.context_truncated = len(ep.completion_ids) > max_completion_tokens
     ep.reward = math.fsum(rewards)
