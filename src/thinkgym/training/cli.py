@@ -68,14 +68,21 @@ def _missing(parser: argparse.ArgumentParser) -> int:
     return 2
 
 
-def _common(parser: argparse.ArgumentParser, out: str) -> None:
-    parser.add_argument("--env", default="SearchQA-v0", help="registered text env id")
+def add_env_and_model(parser: argparse.ArgumentParser, env: str | None = "SearchQA-v0") -> None:
+    """``--env`` (required when ``env`` is None), ``--split``, ``--env-arg`` and ``--model``."""
+    parser.add_argument("--env", default=env, required=env is None,
+                        help="registered text env id, e.g. Reasoning-v0")
     parser.add_argument("--split", default=None,
                         help="SearchQA-v0 question split (train, test, easy = single-hop)")
     parser.add_argument("--env-arg", action="append", metavar="KEY=VALUE",
                         help="any other gym.make argument (repeatable; values parsed as JSON)")
     parser.add_argument("--model", default=None,
-                        help="local model directory (save_pretrained); default: the tiny model")
+                        help="local model directory (save_pretrained) or model alias (thinkgym "
+                        "models list); default: the tiny model")
+
+
+def _common(parser: argparse.ArgumentParser, out: str) -> None:
+    add_env_and_model(parser)
     parser.add_argument("--out", default=out, help="output directory (final model, checkpoints)")
     parser.add_argument("--steps", type=int, default=None, help="optimiser steps")
     parser.add_argument("--lr", type=float, default=None,

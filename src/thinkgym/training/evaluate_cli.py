@@ -32,13 +32,9 @@ DEFAULT_MAX_COMPLETION_TOKENS = 1024
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add the ``eval`` arguments and set ``func``."""
-    parser.add_argument("--env", required=True, help="registered text env id, e.g. Reasoning-v0")
-    parser.add_argument("--split", default=None,
-                        help="SearchQA-v0 question split (train, test, easy = single-hop)")
-    parser.add_argument("--env-arg", action="append", metavar="KEY=VALUE",
-                        help="any other gym.make argument (repeatable; values parsed as JSON)")
-    parser.add_argument("--model", default=None,
-                        help="local model directory or model name; default: the tiny model")
+    from thinkgym.training.cli import add_env_and_model
+
+    add_env_and_model(parser, env=None)
     parser.add_argument("--episodes", type=int, default=50,
                         help="episodes (env seeds first-seed .. first-seed + N - 1)")
     parser.add_argument("--first-seed", type=int, default=100_000,
