@@ -242,6 +242,20 @@ def test_zero_variance_groups_are_masked_out(tmp_path, tiny_path) -> None:
     assert trainer.state.log_history[0]["rollout/zero_variance_filtered"] == 1.0
 
 
+def test_steps_without_a_parseable_action_are_counted_and_warned(tmp_path, tiny_path,
+                                                                 caplog) -> None:
+    # 8 tokens never hold a boxed answer: every reward is the no-action floor, and the
+    # logs must say so instead of showing a silent zero.
+    trainer = build_trainer(config(tmp_path, env_id="Reasoning-v0",
+                                   env_kwargs={"difficulty": 1}), tiny_path)
+    with caplog.at_level(logging.WARNING, logger="thinkgym.training.grpo"):
+        trainer.train()
+    log = trainer.state.log_history[0]
+    assert log["rollout/format_failures"] == 1.0
+    assert log["rollout/zero_variance_groups"] == 1.0
+    assert "none of the 4 episodes produced a parseable action" in caplog.text
+
+
 def test_rollout_rejects_prompts_it_does_not_know(tmp_path, tiny_path) -> None:
     from types import SimpleNamespace
 
