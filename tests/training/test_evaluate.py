@@ -151,16 +151,17 @@ def test_lenient_and_success_metric_follow_the_env_components() -> None:
 
 def test_cut_off_counts_budget_and_length_capped_last_turns(tiny, monkeypatch) -> None:
     model, tok = tiny
-    ids = tok.encode("<answer> 5 </answer>", add_special_tokens=False)
-    cap = len(ids)
-    chatter = (tok.encode(" and so on" * cap, add_special_tokens=False) * 2)[:cap]
     info = [{"boxed_answer": None, "answer": "5"}]
     episodes = [
-        _episode(info, completion_ids=[7, *ids], env_mask=[0] + [1] * cap),  # stop string
-        _episode(info, completion_ids=[7, *chatter], env_mask=[0] + [1] * cap),  # at the cap
-        _episode(info, completion_ids=[7, *chatter[:-1]], env_mask=[0] + [1] * (cap - 1)),
+        _episode(info, completion_ids=[7, 8], env_mask=[0, 1]),
+        _episode(info, completion_ids=[7, 8], env_mask=[0, 1]),
+        _episode(info, completion_ids=[7, 8], env_mask=[0, 1]),
         _episode(info, completion_ids=[7], env_mask=[0], context_truncated=True),
     ]
+    # the sampler's reason for ending each last turn, as the rollout records it
+    for ep, stop in zip(episodes, ("stop_string", "length", "eos", None), strict=True):
+        ep.last_stop = stop
+    cap = 4
     _script_play(monkeypatch, lambda env, seed, _: episodes[seed])
     r = evaluate_policy(model, tok, gym.make("Reasoning-v0"), range(4), max_new_tokens=cap)
     assert r.cut_off == 0.5

@@ -145,9 +145,7 @@ def evaluate_policy(model: Any, tokenizer: Any, env: Any, seeds: Sequence[int], 
                                    max_new_tokens=max_new_tokens)
             bar.update(len(chunk))
     seconds = time.perf_counter() - start
-    cut = [ep.context_truncated or _stopped_at_length(ep, policy, max_new_tokens,
-                                                      max_completion_tokens)
-           for ep in episodes]
+    cut = [ep.context_truncated or ep.last_stop == "length" for ep in episodes]
     return summarize_episodes(episodes, seconds=seconds, cut_off=cut)
 
 
@@ -156,8 +154,8 @@ def summarize_episodes(episodes: Sequence[Any], *, seconds: float = 0.0,
     """Score played :class:`~thinkgym.training.rollout.Episode` objects (see the module doc).
 
     ``cut_off`` flags each episode that ended at a token budget; by default an episode's
-    ``context_truncated`` (:func:`evaluate_policy` adds the turns that stopped at their
-    length cap, which an ``Episode`` does not record by itself).
+    ``context_truncated`` (:func:`evaluate_policy` also flags a last turn that stopped
+    at its length cap, ``Episode.last_stop == "length"``).
 
     An episode is a format failure when none of its steps held a parseable action. A
     step's action parsed when the env reports an answer it read from it
@@ -249,29 +247,3 @@ def _step_parsed(info: Mapping[str, Any], ended_episode: bool) -> bool:
         return bool(info["calls"]) or ended_episode
     return False
 
-
-def _stopped_at_length(episode: Any, policy: Any, max_new_tokens: int,
-                       max_completion_tokens: int) -> bool:
-    """The last agent turn stopped at its length cap, not at eos or a stop string.
-
-    An ``Episode`` does not record why a turn stopped, so it is recovered from the
-    tokens: the last run of sampled tokens (``env_mask`` 1), its cap (``max_new_tokens``
-    or the completion budget left when the turn began, as in the rollout) and
-    :class:`~thinkgym.agents.llm.TurnBuilder`'s stop rule replayed on them.
-    """
-    from thinkgym.agents.llm import TurnBuilder
-
-    mask, end = episode.env_mask, len(episode.env_mask)
-    while end and not mask[end - 1]:
-        end -= 1
-    start = end
-    while start and mask[start - 1]:
-        start -= 1
-    cap = min(max_new_tokens, max_completion_tokens - start)
-    if end == 0 or end - start < cap:
-        return False
-    turn = TurnBuilder(policy.tokenizer, cap, policy.config.stop_strings, policy.eos_ids)
-    for tok in episode.completion_ids[start:end]:
-        if turn.add(tok, 0.0):
-            break
-    return turn.stop == "length"

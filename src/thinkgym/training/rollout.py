@@ -87,6 +87,9 @@ class Episode:
     """The env truncated the episode (its own budget)."""
     context_truncated: bool = False
     """The token budget ran out (env text cut or no room for another turn)."""
+    last_stop: str | None = None
+    """Why the last agent turn stopped: ``"stop_string"``, ``"eos"`` or ``"length"`` (its
+    token cap); None before any turn, and for rendered (not sampled) episodes."""
     prompt_truncated_tokens: int = 0
     """Prompt tokens cut from the left to fit ``max_prompt_tokens``."""
     decode_matches: bool = True
@@ -251,6 +254,7 @@ class _Run:
         assert self.rec is not None
         ep, rec = self.ep, self.rec
         rec.add_agent(turn)
+        ep.last_stop = turn.stop
         obs, reward, ep.terminated, ep.truncated, info = self.env.step(self.prefix + turn.text)
         self.prefix = ""
         ep.turns += 1
