@@ -150,54 +150,77 @@ def cold_start(model_dir: str, env_id: str, env_kwargs: dict[str, Any], out: Pat
         bf16=not args.no_bf16, seed=0), model_dir, progress=True)
 
 
+def stages(args: argparse.Namespace, model_dir: str, env_id: str, env_kwargs: dict[str, Any],
+           seeds: list[int], budget: tuple[int, int], *, name: str, sft_steps: int,
+           grpo_minutes: Any, grpo_env_kwargs: dict[str, Any], grpo_args: argparse.Namespace,
+           num_prompts: int, eval_batch: int | None = None) -> dict[str, Any]:
+    """Evaluate the model as is, cold-start it, evaluate, GRPO, evaluate; every stage timed.
+
+    ``budget`` is (tokens per reply, tokens per episode); ``grpo_minutes(sft_seconds)``
+    gives GRPO's wall-time budget once SFT's time is known.
+    """
+    import gymnasium as gym
+
+    env = gym.make(env_id, **env_kwargs)
+    times: dict[str, float] = {}
+
+    def timed(key: str, fn: Any, *a: Any) -> Any:
+        t0 = time.perf_counter()
+        out = fn(*a)
+        times[key] = time.perf_counter() - t0
+        return out
+
+    def score(path: str | Path) -> dict[str, Any]:
+        return evaluate(path, env, seeds, args, *budget, eval_batch)
+
+    base = timed("eval_base", score, model_dir)
+    sft_dir = timed("sft", cold_start, model_dir, env_id, env_kwargs,
+                    Path(args.out_dir) / f"{name}_sft", sft_steps, budget[1], args)
+    sft = timed("eval_sft", score, sft_dir)
+    minutes = 0.2 if args.smoke else grpo_minutes(times["sft"])
+    path, log, times["grpo"] = grpo(sft_dir, env_id, grpo_env_kwargs,
+                                    Path(args.out_dir) / f"{name}_grpo", minutes, grpo_args,
+                                    budget[1], num_prompts)
+    after = timed("eval_grpo", score, path)
+    steps = [h for h in log if "rollout/env_reward" in h]
+    out: dict[str, Any] = {}
+    for metric, key in (("em", "success"), ("lenient", "lenient"),
+                        ("format_rate", "format_rate")):
+        for stage, result in (("base", base), ("sft", sft), ("grpo", after)):
+            out[f"{metric}_{stage}"] = result[key]
+    return {**out, "eval_base": base, "eval_sft": sft, "eval_grpo": after,
+            "grpo_steps": len(steps), "seconds": times, "log": _curve(steps)}
+
+
 def reasoning_part(args: argparse.Namespace, model_dir: str) -> dict[str, Any]:
     import gymnasium as gym
 
     env_kwargs: dict[str, Any] = {"difficulty": 1}
-    env = gym.make("Reasoning-v0", **env_kwargs)
     num_prompts = 16 if args.smoke else 4096
-    seeds = held_out(env, 4 if args.smoke else args.eval_n, range(min(num_prompts, 4096)))
-    budget = (256, 300)  # tokens per reply, per episode (the prompt is ~90 more)
-    times: dict[str, float] = {}
-    t0 = time.perf_counter()
-    base = evaluate(model_dir, env, seeds, args, *budget)
-    times["eval_base"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    sft_dir = cold_start(model_dir, "Reasoning-v0", env_kwargs, Path(args.out_dir) /
-                         "reasoning_sft", args.sft_steps, budget[1], args)
-    times["sft"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    sft = evaluate(sft_dir, env, seeds, args, *budget)
-    times["eval_sft"] = time.perf_counter() - t0
-    grpo_minutes = args.budget_minutes - times["sft"] / 60  # SFT + GRPO share the budget
+    seeds = held_out(gym.make("Reasoning-v0", **env_kwargs), 4 if args.smoke else args.eval_n,
+                     range(min(num_prompts, 4096)))
     shaped = {**env_kwargs, "reward_weights": {"lenient_match": args.shaping}}
-    path, log, times["grpo"] = grpo(sft_dir, "Reasoning-v0", shaped,
-                                    Path(args.out_dir) / "reasoning", 0.2 if args.smoke else
-                                    grpo_minutes, args, args.max_new_tokens, num_prompts)
-    t0 = time.perf_counter()
-    after = evaluate(path, env, seeds, args, *budget)
-    times["eval_grpo"] = time.perf_counter() - t0
-    steps = [h for h in log if "rollout/env_reward" in h]
-    best_before = max(base["success"], sft["success"])
+    r = stages(args, model_dir, "Reasoning-v0", env_kwargs, seeds,
+               (256, 300),  # tokens per reply, per episode (the prompt is ~90 more)
+               name="reasoning", sft_steps=args.sft_steps,
+               # SFT + GRPO share the budget
+               grpo_minutes=lambda sft_seconds: args.budget_minutes - sft_seconds / 60,
+               grpo_env_kwargs=shaped, grpo_args=args, num_prompts=num_prompts)
+    times = r["seconds"]
+    best_before = max(r["em_base"], r["em_sft"])
     return {
-        "em_base": base["success"], "em_sft": sft["success"], "em_grpo": after["success"],
-        "lenient_base": base["lenient"], "lenient_sft": sft["lenient"],
-        "lenient_grpo": after["lenient"], "format_rate_base": base["format_rate"],
-        "format_rate_sft": sft["format_rate"], "format_rate_grpo": after["format_rate"],
-        "eval_base": base, "eval_sft": sft, "eval_grpo": after,
-        "eval_seeds": [seeds[0], seeds[-1], len(seeds)],
-        "grpo_steps": len(steps), "grpo_episodes": len(steps) * args.generations,
-        "seconds": times, "seconds_per_step": times["grpo"] / max(1, len(steps)),
+        **r, "eval_seeds": [seeds[0], seeds[-1], len(seeds)],
+        "grpo_episodes": r["grpo_steps"] * args.generations,
+        "seconds_per_step": times["grpo"] / max(1, r["grpo_steps"]),
         "pipeline_minutes": (times["sft"] + times["grpo"]) / 60,
         "settings": {"difficulty": 1, "sft_steps": args.sft_steps, "sft_lr": args.sft_lr,
                      "sft_min_reward": 0.5, "shaping_lenient_match": args.shaping,
                      "lr": args.lr, "generations": args.generations,
                      "temperature": args.temperature, "max_new_tokens": args.max_new_tokens,
                      "bf16": not args.no_bf16, "threads": args.threads, "full_fine_tune": True},
-        "target_met": bool(after["success"] - best_before >= 0.10
-                           and after["lenient"] > base["lenient"]
+        "target_met": bool(r["em_grpo"] - best_before >= 0.10
+                           and r["lenient_grpo"] > r["lenient_base"]
                            and times["sft"] + times["grpo"] <= 60 * args.budget_minutes + 120),
-        "log": _curve(steps),
     }
 
 
@@ -205,42 +228,21 @@ def search_qa_part(args: argparse.Namespace, model_dir: str) -> dict[str, Any]:
     import gymnasium as gym
 
     env_kwargs: dict[str, Any] = {"split": "easy", "top_k": 1}
-    env = gym.make("SearchQA-v0", **env_kwargs)
     num_prompts = 16 if args.smoke else 1024
-    seeds = held_out(env, 4 if args.smoke else args.qa_eval_n, range(num_prompts))
+    seeds = held_out(gym.make("SearchQA-v0", **env_kwargs),
+                     4 if args.smoke else args.qa_eval_n, range(num_prompts))
     budget = (96, args.qa_max_completion_tokens)
-    t0 = time.perf_counter()
-    base = evaluate(model_dir, env, seeds, args, *budget, args.qa_eval_batch)
-    times = {"eval_base": time.perf_counter() - t0}
-    t0 = time.perf_counter()
-    sft_dir = cold_start(model_dir, "SearchQA-v0", env_kwargs, Path(args.out_dir) /
-                         "search_qa_sft", args.qa_sft_steps, budget[1], args)
-    times["sft"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    sft = evaluate(sft_dir, env, seeds, args, *budget, args.qa_eval_batch)
-    times["eval_sft"] = time.perf_counter() - t0
     qa_args = argparse.Namespace(**{**vars(args), "max_new_tokens": budget[0], "generations": 4})
-    path, log, times["grpo"] = grpo(sft_dir, "SearchQA-v0", env_kwargs,
-                                    Path(args.out_dir) / "search_qa_grpo",
-                                    0.2 if args.smoke else args.qa_grpo_minutes, qa_args,
-                                    budget[1], num_prompts)
-    t0 = time.perf_counter()
-    after = evaluate(path, env, seeds, args, *budget, args.qa_eval_batch)
-    times["eval_grpo"] = time.perf_counter() - t0
-    steps = [h for h in log if "rollout/env_reward" in h]
+    r = stages(args, model_dir, "SearchQA-v0", env_kwargs, seeds, budget, name="search_qa",
+               sft_steps=args.qa_sft_steps, grpo_minutes=lambda _: args.qa_grpo_minutes,
+               grpo_env_kwargs=env_kwargs, grpo_args=qa_args, num_prompts=num_prompts,
+               eval_batch=args.qa_eval_batch)
     return {
-        "em_base": base["success"], "em_sft": sft["success"], "em_grpo": after["success"],
-        "format_rate_base": base["format_rate"], "format_rate_sft": sft["format_rate"],
-        "format_rate_grpo": after["format_rate"], "lenient_base": base["lenient"],
-        "lenient_sft": sft["lenient"], "lenient_grpo": after["lenient"],
-        "eval_base": base, "eval_sft": sft, "eval_grpo": after,
-        "grpo_steps": len(steps), "seconds": times,
+        **r,
         "settings": {**env_kwargs, "sft_steps": args.qa_sft_steps, "sft_lr": args.sft_lr,
                      "sft_min_reward": 0.5, "grpo_lr": args.lr, "generations": 4,
                      "max_new_tokens": budget[0], "bf16": not args.no_bf16},
-        "target_met": bool(after["success"] > base["success"]
-                           and (after["format_rate"] or 0) >= 0.9),
-        "log": _curve(steps),
+        "target_met": bool(r["em_grpo"] > r["em_base"] and (r["format_rate_grpo"] or 0) >= 0.9),
     }
 
 
@@ -248,7 +250,8 @@ def _curve(steps: list[dict[str, Any]]) -> dict[str, list[float]]:
     keys = ("rollout/env_reward", "rewards/correctness/mean", "rewards/exact_match/mean",
             "rewards/lenient_match/mean", "rewards/format/mean", "rollout/format_failures",
             "rollout/zero_variance_groups", "completions/mean_length")
-    return {k: [float(h[k]) for h in steps if k in h] for k in keys if any(k in h for h in steps)}
+    return {k: [float(h[k]) for h in steps if h.get(k) is not None] for k in keys
+            if any(h.get(k) is not None for h in steps)}
 
 
 def plot(result: dict[str, Any], path: Path) -> None:
