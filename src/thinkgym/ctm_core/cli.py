@@ -4,6 +4,7 @@
     thinkgym ctm train --out runs/p16 --resume ...        # same flags: continue the run
     thinkgym ctm eval --checkpoint parity16 --samples 10000 --json p16.json --png p16.png
     thinkgym ctm export --checkpoint runs/p16/last.pt --out p16.pt   # slim, fresh eval
+    thinkgym ctm selfplay --cycles 3 --root runs/selfplay            # self-play from parity16
 
 Light to import (argument definitions only): torch is imported inside the run
 functions, so ``thinkgym --help`` stays fast.
@@ -21,6 +22,7 @@ __all__ = [
     "parse_assignments",
     "run_eval",
     "run_export",
+    "run_selfplay",
     "run_train",
     "train_config_from_args",
 ]
@@ -67,6 +69,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "export", help="slim copy of a checkpoint (no optimiser state) with a fresh eval",
         description="Write a slim checkpoint (weights, configs, a fresh held-out eval) from "
                     "any checkpoint, e.g. a run's last.pt."))
+    _configure_selfplay(sub.add_parser(
+        "selfplay", help="self-play: harvest improving (State_t, State_t+2) pairs, train "
+        "challengers, tournament", description="Run CTM self-play cycles from a supervised "
+        "checkpoint (generate -> ONM -> challenger cohort + merge -> tournament -> promote); "
+        "writes cycles.csv, curves.png and TensorBoard logs under --root."))
     parser.set_defaults(func=lambda args: (parser.print_help(), 2)[1])
 
 
@@ -118,6 +125,67 @@ def _configure_export(p: argparse.ArgumentParser) -> None:
                    help="held-out items for the stored eval (0: keep the stored metrics)")
     p.add_argument("--threads", type=int, default=2, help="torch threads")
     p.set_defaults(func=run_export)
+
+
+def _configure_selfplay(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", default="parity16", metavar="NAME_OR_PATH",
+                   help="supervised starting point (bundled name or path)")
+    p.add_argument("--root", default="runs/selfplay", help="run directory")
+    p.add_argument("--overwrite", action="store_true", help="reuse a non-empty --root")
+    p.add_argument("--cycles", type=int, default=3, help="self-play cycles")
+    p.add_argument("--batches", type=int, default=4, help="rollout batches generated per cycle")
+    p.add_argument("--batch-size", type=int, default=64, help="items per rollout batch")
+    p.add_argument("--ticks", type=int, default=60, help="ticks per generation rollout")
+    p.add_argument("--chunk-ticks", type=int, default=10, help="ticks per pipeline chunk")
+    p.add_argument("--rule", choices=("strict", "loose"), default="strict", help="pair filter")
+    p.add_argument("--weight-noise", type=float, default=0.02,
+                   help="relative weight noise for exploration (0: off)")
+    p.add_argument("--cohort", type=int, default=2, help="challengers per cycle")
+    p.add_argument("--unit-steps", type=int, default=40, help="unit training steps/challenger")
+    p.add_argument("--unit-lr", type=float, default=1e-4, help="unit learning rate")
+    p.add_argument("--merge", default="average",
+                   help="merge method for an extra challenger ('none' to skip)")
+    p.add_argument("--onm", action="store_true", help="train and use the Optic Nerve Model")
+    p.add_argument("--val-samples", type=int, default=256, help="tournament validation items")
+    p.add_argument("--eval-samples", type=int, default=512, help="test items for accuracy")
+    p.add_argument("--seed", type=int, default=0, help="seed of the run")
+    p.add_argument("--threads", type=int, default=1, help="torch threads")
+    p.add_argument("--json", metavar="PATH", help="also write the cycle table as JSON")
+    p.set_defaults(func=run_selfplay)
+
+
+def run_selfplay(args: argparse.Namespace) -> int:
+    """``thinkgym ctm selfplay``."""
+    import dataclasses
+    from pathlib import Path
+
+    _passive_openmp()
+    import torch
+
+    from thinkgym.ctm_core.selfplay.generator import GeneratorConfig
+    from thinkgym.ctm_core.selfplay.master import MasterTrainer, SelfPlayConfig
+
+    torch.set_num_threads(args.threads)
+    cfg = SelfPlayConfig(
+        checkpoint=args.checkpoint, root=args.root, cycles=args.cycles,
+        generator=GeneratorConfig(batches=args.batches, batch_size=args.batch_size,
+                                  ticks=args.ticks, chunk_ticks=args.chunk_ticks,
+                                  rule=args.rule, weight_noise=args.weight_noise),
+        cohort=args.cohort, unit_steps=args.unit_steps, unit_lr=args.unit_lr,
+        merge=None if args.merge == "none" else args.merge, onm=args.onm,
+        val_samples=args.val_samples, eval_samples=args.eval_samples, seed=args.seed)
+    logs = MasterTrainer(cfg, overwrite=args.overwrite).run()
+    print(f"{'cycle':>5} {'score':>8} {'accuracy':>8} {'ticks->conf':>11} {'yield':>6} "
+          f"{'pairs':>6} winner")
+    for r in logs:
+        print(f"{r.cycle:>5} {r.score:>8.4f} {r.accuracy:>8.4f} {r.ticks_to_confidence:>11.2f} "
+              f"{r.yield_rate:>6.3f} {r.pairs_written:>6} {r.winner or '-'}")
+    print(f"wrote {Path(args.root) / 'cycles.csv'} and {Path(args.root) / 'curves.png'}")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps([dataclasses.asdict(r) for r in logs], indent=2)
+                                   + "\n")
+    return 0
 
 
 def train_config_from_args(args: argparse.Namespace) -> Any:

@@ -1,0 +1,160 @@
+"""Self-play data generation: does the three-stage pipeline pay, and does streaming save memory?
+
+Claims (issue 15), measured side by side in one process on parity16 (the bundled
+checkpoint, one torch thread per stage), 250-tick rollouts in 10-tick chunks:
+
+* ``pipeline_speedup``: pairs evaluated per second of ``mode="pipeline"`` (producer +
+  2 filter threads + 1 writer thread) over ``mode="serial"`` (the same work, chunk by
+  chunk, in one thread with one torch thread). Target >= 1.3 on this 2-core machine.
+  The serial run with two torch threads is reported too (``serial_2threads``): it is
+  the other honest way to use both cores.
+* ``streaming_peak_mem_ratio``: peak RSS of a process running the pipeline (chunked
+  streaming) over a process running ``mode="all_at_once"`` (all 250 ticks, then the
+  filter), one 1024-item rollout batch each, fresh processes. Target <= 0.25. The RSS
+  includes the interpreter and torch (~0.3 GB), which streaming cannot save.
+* ``pairs_lost``: over every run, pairs the filters accepted minus pairs the buffer
+  confirmed written, plus written minus readable (the buffer's count). Target 0.
+
+Modes are interleaved (serial, pipeline, serial x2 threads, repeat) so machine load hits
+them alike; min and median over repeats are reported.
+
+    python benchmarks/selfplay_pipeline.py --repeats 3 \
+        --json benchmarks/results/selfplay_pipeline.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+from thinkgym.ctm_core.checkpoint import load_checkpoint
+from thinkgym.ctm_core.selfplay.buffer import DiskReplayBuffer
+from thinkgym.ctm_core.selfplay.generator import DataGenerator, GeneratorConfig
+from thinkgym.ctm_core.selfplay.weights import WeightManager
+
+
+def setup(root: Path) -> tuple[WeightManager, DiskReplayBuffer]:
+    model, task, _ = load_checkpoint("parity16")
+    weights = WeightManager.create(root / "weights", model, task, n_random_experts=2, seed=0,
+                                   overwrite=True)
+    return weights, DiskReplayBuffer(root / "replay", capacity=10_000_000)
+
+
+def run(weights: WeightManager, buffer: DiskReplayBuffer, cfg: GeneratorConfig,
+        threads: int) -> dict[str, float]:
+    torch.set_num_threads(threads)
+    before = buffer.count()
+    report = DataGenerator(weights, buffer).run(cfg)
+    readable = buffer.count() - before
+    return {"pairs_evaluated_per_s": report.pairs_evaluated_per_s,
+            "pairs_written_per_s": report.pairs_written_per_s,
+            "pairs_evaluated": report.pairs_evaluated, "pairs_accepted": report.pairs_accepted,
+            "pairs_written": report.pairs_written, "readable": readable,
+            "seconds": report.seconds,
+            "lost": (report.pairs_accepted - report.pairs_written)
+            + (report.pairs_written - readable)}
+
+
+def memory_child(mode: str, batch_size: int, ticks: int) -> None:
+    """Run one generation in this (fresh) process and print its peak RSS in MB."""
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory() as tmp:
+        weights, buffer = setup(Path(tmp))
+        cfg = GeneratorConfig(batches=1, batch_size=batch_size, ticks=ticks, chunk_ticks=10,
+                              rule="strict", p_best=1.0, mode=mode)  # type: ignore[arg-type]
+        out = run(weights, buffer, cfg, 1)
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    print(json.dumps({"peak_rss_mb": peak_mb, **out}))
+
+
+def peak_rss(mode: str, batch_size: int, ticks: int) -> dict[str, float]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, __file__, "--memory-child", mode,
+                           "--memory-batch", str(batch_size), "--ticks", str(ticks)],
+                          capture_output=True, text=True, env=env, check=True)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--batches", type=int, default=4, help="rollout batches per run")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--ticks", type=int, default=250)
+    parser.add_argument("--rule", default="strict", choices=("strict", "loose"))
+    parser.add_argument("--memory-batch", type=int, default=1024)
+    parser.add_argument("--memory-child", choices=("pipeline", "all_at_once"))
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    if args.memory_child:
+        memory_child(args.memory_child, args.memory_batch, args.ticks)
+        return
+
+    runs: dict[str, list[dict[str, float]]] = {"serial": [], "pipeline": [],
+                                               "serial_2threads": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        weights, buffer = setup(Path(tmp))
+        base = GeneratorConfig(batches=args.batches, batch_size=args.batch_size,
+                               ticks=args.ticks, chunk_ticks=10, rule=args.rule, p_best=0.5)
+        run(weights, buffer, base, 1)  # warm-up: caches, allocator, first shard files
+        for r in range(args.repeats):
+            for name, mode, threads in (("serial", "serial", 1), ("pipeline", "pipeline", 1),
+                                        ("serial_2threads", "serial", 2)):
+                cfg = GeneratorConfig(**{**base.__dict__, "mode": mode, "seed": r})
+                runs[name].append(run(weights, buffer, cfg, threads))
+                print(f"repeat {r + 1}/{args.repeats} {name:<16} "
+                      f"{runs[name][-1]['pairs_evaluated_per_s']:>9.0f} pairs evaluated/s "
+                      f"{runs[name][-1]['pairs_written_per_s']:>8.0f} written/s", flush=True)
+    rate = {k: [x["pairs_evaluated_per_s"] for x in v] for k, v in runs.items()}
+    med = {k: statistics.median(v) for k, v in rate.items()}
+    speedups = [p / s for p, s in zip(rate["pipeline"], rate["serial"], strict=True)]
+    print("peak RSS: pipeline (streaming) vs all-at-once, fresh processes ...", flush=True)
+    mem = {mode: peak_rss(mode, args.memory_batch, args.ticks)
+           for mode in ("pipeline", "all_at_once")}
+    lost = sum(x["lost"] for v in runs.values() for x in v) + sum(m["lost"] for m in mem.values())
+    result = {
+        "config": {"checkpoint": "parity16", "batches": args.batches,
+                   "batch_size": args.batch_size, "ticks": args.ticks, "chunk_ticks": 10,
+                   "rule": args.rule, "filter_workers": 2, "writers": 1,
+                   "repeats": args.repeats, "memory_batch": args.memory_batch,
+                   "cpu_count": os.cpu_count()},
+        "pairs_evaluated_per_s": {k: {"min": min(v), "median": med[k]} for k, v in rate.items()},
+        "pairs_written_per_s": {k: statistics.median(x["pairs_written_per_s"] for x in v)
+                                for k, v in runs.items()},
+        "pipeline_speedup": statistics.median(speedups),
+        "pipeline_speedup_min": min(speedups),
+        "pipeline_vs_serial_2threads": med["pipeline"] / med["serial_2threads"],
+        "peak_rss_mb": {k: v["peak_rss_mb"] for k, v in mem.items()},
+        "streaming_peak_mem_ratio": mem["pipeline"]["peak_rss_mb"]
+        / mem["all_at_once"]["peak_rss_mb"],
+        "pairs_lost": lost,
+        "runs": runs,
+    }
+    print(f"\n{'mode':<18}{'pairs evaluated/s (min / median)':>34}{'written/s':>12}")
+    for k in rate:
+        print(f"{k:<18}{min(rate[k]):>16.0f} / {med[k]:<15.0f}"
+              f"{result['pairs_written_per_s'][k]:>12.0f}")
+    print(f"pipeline_speedup {result['pipeline_speedup']:.2f} (min "
+          f"{result['pipeline_speedup_min']:.2f}; target >= 1.3); vs serial with 2 threads "
+          f"{result['pipeline_vs_serial_2threads']:.2f}")
+    print(f"peak RSS MB: streaming {mem['pipeline']['peak_rss_mb']:.0f}, all-at-once "
+          f"{mem['all_at_once']['peak_rss_mb']:.0f} -> ratio "
+          f"{result['streaming_peak_mem_ratio']:.3f} (target <= 0.25)")
+    print(f"pairs_lost {lost} (target 0)")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
