@@ -171,7 +171,7 @@ def decays_of(model: ContinuousThoughtMachine) -> Decays:
     """The model's synchronisation decays ``r = exp(-clamp(decay, 0, 15))`` (detached)."""
     with torch.no_grad():
         r_action, r_out = model._decays()
-    return r_action.detach().float().clone(), r_out.detach().float().clone()
+    return r_action.detach().float().cpu().clone(), r_out.detach().float().cpu().clone()
 
 
 def beta_for_ticks(r: torch.Tensor, ticks: torch.Tensor) -> torch.Tensor:
