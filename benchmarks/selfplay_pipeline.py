@@ -25,14 +25,13 @@ them alike; min and median over repeats are reported.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
-import resource
 import statistics
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -64,24 +63,16 @@ def run(weights: WeightManager, buffer: DiskReplayBuffer, cfg: GeneratorConfig,
             + (report.pairs_written - readable)}
 
 
-def memory_child(mode: str, batch_size: int, ticks: int) -> None:
-    """Run one generation in this (fresh) process and print its peak RSS in MB."""
-    torch.set_num_threads(1)
-    with tempfile.TemporaryDirectory() as tmp:
-        weights, buffer = setup(Path(tmp))
-        cfg = GeneratorConfig(batches=1, batch_size=batch_size, ticks=ticks, chunk_ticks=10,
-                              rule="strict", p_best=1.0, mode=mode)  # type: ignore[arg-type]
-        out = run(weights, buffer, cfg, 1)
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
-    print(json.dumps({"peak_rss_mb": peak_mb, **out}))
-
-
-def peak_rss(mode: str, batch_size: int, ticks: int) -> dict[str, float]:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, __file__, "--memory-child", mode,
-                           "--memory-batch", str(batch_size), "--ticks", str(ticks)],
-                          capture_output=True, text=True, env=env, check=True)
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+def _experiments() -> Any:
+    """examples/selfplay_experiments.py, whose ``schedule`` runs a generation in a fresh
+    process and reports its peak RSS (one implementation for the benchmark and the A/B)."""
+    path = Path(__file__).resolve().parents[1] / "examples" / "selfplay_experiments.py"
+    spec = importlib.util.spec_from_file_location("selfplay_experiments", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def main() -> None:
@@ -92,13 +83,8 @@ def main() -> None:
     parser.add_argument("--ticks", type=int, default=250)
     parser.add_argument("--rule", default="strict", choices=("strict", "loose"))
     parser.add_argument("--memory-batch", type=int, default=1024)
-    parser.add_argument("--memory-child", choices=("pipeline", "all_at_once"))
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    if args.memory_child:
-        memory_child(args.memory_child, args.memory_batch, args.ticks)
-        return
-
     runs: dict[str, list[dict[str, float]]] = {"serial": [], "pipeline": [],
                                                "serial_2threads": []}
     with tempfile.TemporaryDirectory() as tmp:
@@ -118,9 +104,11 @@ def main() -> None:
     med = {k: statistics.median(v) for k, v in rate.items()}
     speedups = [p / s for p, s in zip(rate["pipeline"], rate["serial"], strict=True)]
     print("peak RSS: pipeline (streaming) vs all-at-once, fresh processes ...", flush=True)
-    mem = {mode: peak_rss(mode, args.memory_batch, args.ticks)
+    experiments = _experiments()
+    mem = {mode: experiments.schedule(mode, args.memory_batch, args.ticks, "parity16")
            for mode in ("pipeline", "all_at_once")}
-    lost = sum(x["lost"] for v in runs.values() for x in v) + sum(m["lost"] for m in mem.values())
+    lost = sum(x["lost"] for v in runs.values() for x in v) + sum(
+        (m["accepted"] - m["written"]) + (m["written"] - m["readable"]) for m in mem.values())
     result = {
         "config": {"checkpoint": "parity16", "batches": args.batches,
                    "batch_size": args.batch_size, "ticks": args.ticks, "chunk_ticks": 10,

@@ -175,11 +175,12 @@ def run_selfplay(args: argparse.Namespace) -> int:
         merge=None if args.merge == "none" else args.merge, onm=args.onm,
         val_samples=args.val_samples, eval_samples=args.eval_samples, seed=args.seed)
     logs = MasterTrainer(cfg, overwrite=args.overwrite).run()
-    print(f"{'cycle':>5} {'score':>8} {'accuracy':>8} {'ticks->conf':>11} {'yield':>6} "
-          f"{'pairs':>6} winner")
+    print(f"{'cycle':>5} {'score':>8} {'holdout':>8} {'accuracy':>8} {'ticks->conf':>11} "
+          f"{'yield':>6} {'pairs':>6} winner")
     for r in logs:
-        print(f"{r.cycle:>5} {r.score:>8.4f} {r.accuracy:>8.4f} {r.ticks_to_confidence:>11.2f} "
-              f"{r.yield_rate:>6.3f} {r.pairs_written:>6} {r.winner or '-'}")
+        print(f"{r.cycle:>5} {r.score:>8.4f} {r.holdout_score:>8.4f} {r.accuracy:>8.4f} "
+              f"{r.ticks_to_confidence:>11.2f} {r.yield_rate:>6.3f} {r.pairs_written:>6} "
+              f"{r.winner or '-'}")
     print(f"wrote {Path(args.root) / 'cycles.csv'} and {Path(args.root) / 'curves.png'}")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)

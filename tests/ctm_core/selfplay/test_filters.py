@@ -38,7 +38,8 @@ def test_every_strict_pair_is_loose() -> None:
     gen = torch.Generator().manual_seed(0)
     loss, cert = torch.rand(64, 40, generator=gen), torch.rand(64, 40, generator=gen)
     strict, loose = accept_pairs(loss, cert, "strict"), accept_pairs(loss, cert, "loose")
-    assert bool((strict <= loose).all()) and int(strict.sum()) > 0
+    assert bool((strict <= loose).all())
+    assert int(strict.sum()) > 0
     assert int(loose.sum()) > int(strict.sum())
 
 

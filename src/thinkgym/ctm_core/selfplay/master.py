@@ -62,6 +62,10 @@ logger = logging.getLogger(__name__)
 
 VALIDATION_START = 5_000_000
 """First train-split item index of the tournament's fixed validation sample."""
+HOLDOUT_START = 6_000_000
+"""First train-split item of a second sample, scored but never used to choose: the
+tournament picks the maximum of noisy scores, so the winner's validation score is biased
+upward; ``holdout_score`` is not."""
 
 
 @dataclass(frozen=True)
@@ -205,6 +209,8 @@ class CycleLog:
     best_id: str
     score: float
     """The best model's validation score after this cycle's promotion."""
+    holdout_score: float
+    """The same score on the hold-out sample (never used for a decision)."""
     accuracy: float
     """Test-split accuracy of the best model (most certain tick)."""
     ticks_to_confidence: float
@@ -262,6 +268,8 @@ class MasterTrainer:
         self.ticks = cfg.score_ticks or model.config.iterations
         self.val = task.batch(range(VALIDATION_START, VALIDATION_START + cfg.val_samples),
                               "train")
+        self.holdout = task.batch(range(HOLDOUT_START, HOLDOUT_START + cfg.val_samples),
+                                  "train")
         self.test = task.batch(range(cfg.eval_samples), "test")
         self.onm: OpticNerveModel | None = None
 
@@ -273,6 +281,7 @@ class MasterTrainer:
         model, _ = self.weights.resolve(self.weights.best_id)
         val, test = self._measure(model, self.val), self._measure(model, self.test)
         return CycleLog(cycle=cycle, best_id=self.weights.best_id, score=val.score,
+                        holdout_score=self._measure(model, self.holdout).score,
                         accuracy=test.accuracy, ticks_to_confidence=test.ticks_to_confidence,
                         reached=test.reached, **extra)
 
@@ -290,12 +299,11 @@ class MasterTrainer:
         return report
 
     def train_onm(self, cycle: int, q: float) -> float:
-        from thinkgym.ctm_core.selfplay.onm import OpticNerveModel, theta_features, train_onm
+        from thinkgym.ctm_core.selfplay.onm import OpticNerveModel, train_onm
         from thinkgym.ctm_core.selfplay.unit import MixingSampler
 
-        best, _ = self.weights.resolve(self.weights.best_id)
         if self.onm is None:
-            self.onm = OpticNerveModel(best.config, theta_dim=theta_features(best).numel())
+            self.onm = OpticNerveModel.for_model(self.weights.resolve(self.weights.best_id)[0])
         rng = np.random.default_rng([self.cfg.seed, cycle, 2])
         sampler = MixingSampler(self.buffer, q, self.cfg.unit_batch, rng)
         val_batch = sampler.sample()
@@ -307,8 +315,6 @@ class MasterTrainer:
 
     def train_cohort(self, cycle: int, q: float) -> tuple[dict[str, str], float]:
         """Challengers by name -> weight id, and their mean final unit loss."""
-        import copy
-
         from thinkgym.ctm_core.selfplay.merge import merge
         from thinkgym.ctm_core.selfplay.unit import MixingSampler, train_unit
 
@@ -318,7 +324,7 @@ class MasterTrainer:
         losses, states = [], []
         for k in range(cfg.cohort):
             seed = cfg.seed * 1000 + cycle * 10 + k
-            model = copy.deepcopy(best)
+            model = self.weights.model_for(self.weights.best_id)
             sampler = MixingSampler(self.buffer, q, cfg.unit_batch,
                                     np.random.default_rng([seed, 3]))
             result = train_unit(model, sampler, steps=cfg.unit_steps, lr=cfg.unit_lr, seed=seed,
@@ -327,7 +333,7 @@ class MasterTrainer:
             states.append(model.state_dict())
             names[f"seed{k}"] = self.weights.add_challenger(model, f"c{cycle}_seed{k}")
         if cfg.merge and cfg.cohort > 1:
-            merged = copy.deepcopy(best)
+            merged = self.weights.model_for(self.weights.best_id)
             merged.load_state_dict(merge(cfg.merge, best.state_dict(), states))
             names[f"merge:{cfg.merge}"] = self.weights.add_challenger(merged,
                                                                       f"c{cycle}_merge")
