@@ -13,7 +13,8 @@ Layout of ``root``::
 
 Every ``.pth`` is a thinkgym CTM checkpoint (:func:`~thinkgym.ctm_core.checkpoint.
 save_checkpoint`, so it knows its task and config), written atomically (temp file +
-``os.replace``, as is the index).
+``os.replace``, as is the index). A promotion copies files before it rewrites the
+index: if it is interrupted, the id check on load reports the inconsistency.
 
 **Weight ids** are content hashes (:func:`weight_id_of`): the same weights always have
 the same id, wherever they live, so promoting a challenger keeps its id and a pair's
@@ -169,14 +170,31 @@ class WeightManager:
     :meth:`create`. Thread-safe within a process (one lock); other processes may open the
     same root and :meth:`reload` it, but only one process should change it.
 
+    >>> import tempfile
+    >>> from thinkgym.ctm_core.train import TrainConfig, build_run
+    >>> task, model = build_run(TrainConfig(task="parity", task_config={"length": 4}, model={
+    ...     "d_model": 16, "d_input": 8, "heads": 2, "n_synch_out": 4, "n_synch_action": 4,
+    ...     "memory_length": 3, "memory_hidden_dims": 2, "iterations": 3}))
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> weights = WeightManager.create(tmp.name, model, task, n_random_experts=2)
+    >>> weights.best_id == weight_id_of(model), len(weights.experts())
+    (True, 2)
+    >>> pick = weights.pick(np.random.default_rng(0), p=0.0)   # p=0: always an expert
+    >>> pick.source, pick.weight_id in weights.experts()
+    ('expert', True)
+    >>> noisy, _ = weights.resolve(noisy_id(weights.best_id, 0.05, seed=1))  # no file needed
+    >>> weight_id_of(noisy) != weights.best_id
+    True
+    >>> tmp.cleanup()
+
     Args:
         root: the directory holding ``weights.json``.
         cache_size: how many resolved models to keep in memory (least recently used out).
     """
 
-    def __init__(self, root: str | os.PathLike[str], *, cache_size: int = 4) -> None:
+    def __init__(self, root: str | os.PathLike[str], *, cache_size: int = 8) -> None:
         self.root = Path(root)
-        self._cache_size = _check_int(cache_size, "cache_size", 1, 4)
+        self._cache_size = _check_int(cache_size, "cache_size", 1, 8)
         self._cache: OrderedDict[str, tuple[ContinuousThoughtMachine, Task]] = OrderedDict()
         self._lock = threading.RLock()
         self._warned_no_experts = False
@@ -186,7 +204,7 @@ class WeightManager:
     @classmethod
     def create(cls, root: str | os.PathLike[str], model: ContinuousThoughtMachine, task: Task,
                *, n_random_experts: int = 2, seed: int = 0, overwrite: bool = False,
-               cache_size: int = 4) -> WeightManager:
+               cache_size: int = 8) -> WeightManager:
         """A new weight directory: ``model`` as best plus ``n_random_experts`` fresh inits.
 
         The experts are ``build_model(task, model.config)`` under ``torch.manual_seed`` of
