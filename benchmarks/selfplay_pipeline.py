@@ -58,7 +58,7 @@ def run(weights: WeightManager, buffer: DiskReplayBuffer, cfg: GeneratorConfig,
             "pairs_written_per_s": report.pairs_written_per_s,
             "pairs_evaluated": report.pairs_evaluated, "pairs_accepted": report.pairs_accepted,
             "pairs_written": report.pairs_written, "readable": readable,
-            "seconds": report.seconds,
+            "seconds": report.seconds, "stage_seconds": report.stage_seconds,
             "lost": (report.pairs_accepted - report.pairs_written)
             + (report.pairs_written - readable)}
 
@@ -104,6 +104,9 @@ def main() -> None:
     med = {k: statistics.median(v) for k, v in rate.items()}
     speedups = [p / s for p, s in zip(rate["pipeline"], rate["serial"], strict=True)]
     print("peak RSS: pipeline (streaming) vs all-at-once, fresh processes ...", flush=True)
+    stages = {k: statistics.median(x["stage_seconds"][k] for x in runs["serial"])
+              for k in ("produce", "filter", "write")}
+    producer_share = stages["produce"] / sum(stages.values())
     experiments = _experiments()
     mem = {mode: experiments.schedule(mode, args.memory_batch, args.ticks, "parity16")
            for mode in ("pipeline", "all_at_once")}
@@ -121,6 +124,9 @@ def main() -> None:
         "pipeline_speedup": statistics.median(speedups),
         "pipeline_speedup_min": min(speedups),
         "pipeline_vs_serial_2threads": med["pipeline"] / med["serial_2threads"],
+        "serial_stage_seconds": stages,
+        "producer_share": producer_share,
+        "amdahl_bound": 1 / producer_share,
         "peak_rss_mb": {k: v["peak_rss_mb"] for k, v in mem.items()},
         "streaming_peak_mem_ratio": mem["pipeline"]["peak_rss_mb"]
         / mem["all_at_once"]["peak_rss_mb"],
@@ -134,6 +140,9 @@ def main() -> None:
     print(f"pipeline_speedup {result['pipeline_speedup']:.2f} (min "
           f"{result['pipeline_speedup_min']:.2f}; target >= 1.3); vs serial with 2 threads "
           f"{result['pipeline_vs_serial_2threads']:.2f}")
+    print(f"serial run by stage (median s): {', '.join(f'{k} {v:.3f}' for k, v in stages.items())}"
+          f" -> the producer is {producer_share:.0%} of the work: overlapping the other stages "
+          f"can give at most {1 / producer_share:.2f}x")
     print(f"peak RSS MB: streaming {mem['pipeline']['peak_rss_mb']:.0f}, all-at-once "
           f"{mem['all_at_once']['peak_rss_mb']:.0f} -> ratio "
           f"{result['streaming_peak_mem_ratio']:.3f} (target <= 0.25)")

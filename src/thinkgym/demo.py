@@ -64,6 +64,27 @@ def _stage_ctm_think(args: argparse.Namespace) -> None:
     print("  ctm_think tool: " + answer.replace("\n", ", "))
 
 
+def _stage_ctm_selfplay(args: argparse.Namespace) -> None:
+    """One self-play cycle from parity16: generate pairs, train challengers, tournament."""
+    import tempfile
+
+    from thinkgym.ctm_core.selfplay.generator import GeneratorConfig
+    from thinkgym.ctm_core.selfplay.master import MasterTrainer, SelfPlayConfig
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = SelfPlayConfig(root=tmp, cycles=1, seed=args.seed, progress=False,
+                             generator=GeneratorConfig(batches=2, batch_size=32, ticks=60,
+                                                       weight_noise=0.02),
+                             unit_steps=10, val_samples=128, eval_samples=128)
+        start, row = MasterTrainer(cfg, overwrite=True).run()
+    print(f"  generated {row.pairs_written} improving (State_t, State_t+2) pairs of "
+          f"{row.pairs_evaluated} compared (yield {row.yield_rate:.3f}, strict filter)")
+    print(f"  tournament (validation score): {row.challenger_scores} -> "
+          f"{'promoted ' + row.winner if row.promoted else 'best kept'}")
+    print(f"  best: score {start.score:.3f} -> {row.score:.3f}, test accuracy "
+          f"{start.accuracy:.3f} -> {row.accuracy:.3f}")
+
+
 def _stage_tool_and_reasoning(args: argparse.Namespace) -> None:
     """Scripted oracle vs random on ToolCall-v0 (default faults) and Reasoning-v0 (mixed)."""
     import gymnasium as gym
@@ -192,6 +213,8 @@ STAGES: list[tuple[str, Callable[[argparse.Namespace], None]]] = [
     ("ctm: bundled parity16 accuracy and certainty vs ticks", _stage_ctm_parity),
     ("CTMThink-v0: when to stop thinking (100 episodes per policy), ctm_think tool",
      _stage_ctm_think),
+    ("CTM self-play: one cycle from parity16 (generate, challengers, tournament)",
+     _stage_ctm_selfplay),
     ("tool use and reasoning: oracle vs random, 20 episodes each", _stage_tool_and_reasoning),
     ("search QA: multi-hop oracle vs no retrieval, 20 held-out questions", _stage_search_qa),
     ("LLM training: cold-start SFT then one GRPO step (tiny model, ToolCall-v0)",

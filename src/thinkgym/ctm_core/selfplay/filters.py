@@ -35,7 +35,6 @@ from typing import Literal, get_args
 import torch
 
 from thinkgym.ctm_core.selfplay.storage import DataId, Decays, PairBatch
-from thinkgym.ctm_core.state import TENSOR_FIELDS
 from thinkgym.errors import ConfigError
 
 __all__ = ["RULES", "Chunk", "FilterRule", "StreamingFilter", "accept_pairs"]
@@ -132,35 +131,56 @@ class StreamingFilter:
         if carry is not None and (carry.rollout != chunk.rollout or len(carry) != len(chunk)
                                   or carry.first_tick + carry.ticks != chunk.first_tick):
             carry = None  # a new rollout (the previous one ended without last=True)
-        window = chunk if carry is None else _join(carry, chunk)
-        accepted = accept_pairs(window.losses, window.certainty, self.rule)
+        # Losses and certainties are joined (small); states are not: a pair's State_t or
+        # State_{t+2} is read from the carry or the chunk where it lies, so the window
+        # never costs a copy of the chunk's states.
+        first = chunk.first_tick if carry is None else carry.first_tick
+        losses, certainty = chunk.losses, chunk.certainty
+        if carry is not None:
+            losses = torch.cat((carry.losses, losses), dim=1)
+            certainty = torch.cat((carry.certainty, certainty), dim=1)
+        accepted = accept_pairs(losses, certainty, self.rule)
         self.evaluated += accepted.numel()
-        self._carry = None if chunk.last else _tail(window, 2)
+        self._carry = None if chunk.last else _tail(carry, chunk, 2)
         rows, steps = accepted.nonzero(as_tuple=True)
         if not len(rows):
             return None
         self.accepted += len(rows)
         pick = rows.tolist()
         return PairBatch(
-            {k: v[rows, steps] for k, v in window.states.items()},
-            {k: v[rows, steps + 2] for k, v in window.states.items()},
-            steps + window.first_tick,
-            torch.stack([window.losses[rows, steps + i] for i in range(3)], dim=1),
-            torch.stack([window.certainty[rows, steps + i] for i in range(3)], dim=1),
+            _take(carry, chunk, rows, steps), _take(carry, chunk, rows, steps + 2),
+            steps + first,
+            torch.stack([losses[rows, steps + i] for i in range(3)], dim=1),
+            torch.stack([certainty[rows, steps + i] for i in range(3)], dim=1),
             [chunk.weight_id] * len(pick), [chunk.data_ids[i] for i in pick])
 
 
-def _join(a: Chunk, b: Chunk) -> Chunk:
-    return Chunk(b.rollout, a.first_tick,
-                 {k: torch.cat((a.states[k], b.states[k]), dim=1) for k in TENSOR_FIELDS},
-                 torch.cat((a.losses, b.losses), dim=1),
-                 torch.cat((a.certainty, b.certainty), dim=1), b.weight_id, b.source,
-                 b.data_ids, b.last, b.decays)
+def _take(carry: Chunk | None, chunk: Chunk, rows: torch.Tensor, pos: torch.Tensor
+          ) -> dict[str, torch.Tensor]:
+    """States at window positions ``pos`` of ``rows`` (window = carry ticks, then chunk)."""
+    n_carry = 0 if carry is None else carry.ticks
+    in_carry = pos < n_carry
+    out = {}
+    for name, states in chunk.states.items():
+        picked = states.new_empty((len(rows), *states.shape[2:]))
+        picked[~in_carry] = states[rows[~in_carry], pos[~in_carry] - n_carry]
+        if carry is not None and bool(in_carry.any()):
+            picked[in_carry] = carry.states[name][rows[in_carry], pos[in_carry]]
+        out[name] = picked
+    return out
 
 
-def _tail(chunk: Chunk, n: int) -> Chunk:
-    # Copies: the carry must not pin the whole chunk's memory.
-    return Chunk(chunk.rollout, chunk.first_tick + max(0, chunk.ticks - n),
-                 {k: v[:, -n:].clone() for k, v in chunk.states.items()},
-                 chunk.losses[:, -n:].clone(), chunk.certainty[:, -n:].clone(),
-                 chunk.weight_id, chunk.source, chunk.data_ids, chunk.last, chunk.decays)
+def _tail(carry: Chunk | None, chunk: Chunk, n: int) -> Chunk:
+    """The window's last ``n`` ticks, copied (the carry must not pin the chunk's memory)."""
+    if carry is not None and chunk.ticks < n:  # a short chunk: keep some carry ticks too
+        keep = n - chunk.ticks
+        states = {k: torch.cat((carry.states[k][:, -keep:], v), dim=1)
+                  for k, v in chunk.states.items()}
+        losses = torch.cat((carry.losses[:, -keep:], chunk.losses), dim=1)
+        certainty = torch.cat((carry.certainty[:, -keep:], chunk.certainty), dim=1)
+    else:
+        states = {k: v[:, -n:].clone() for k, v in chunk.states.items()}
+        losses, certainty = chunk.losses[:, -n:].clone(), chunk.certainty[:, -n:].clone()
+    return Chunk(chunk.rollout, chunk.first_tick + chunk.ticks - losses.shape[1], states, losses,
+                 certainty, chunk.weight_id, chunk.source, chunk.data_ids, chunk.last,
+                 chunk.decays)

@@ -136,6 +136,8 @@ class GenerationReport:
     accepted_by_tick: list[int] = field(default_factory=list)
     """accepted_by_tick[t]: accepted pairs whose State_t is at tick t."""
     seconds: float = 0.0
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    """Serial modes only: seconds spent producing chunks, filtering, writing."""
 
     @property
     def yield_rate(self) -> float:
@@ -261,11 +263,15 @@ class DataGenerator:
             ticks: Counter[int] = Counter()
             for spec in self.specs(cfg):
                 self._count_rollout(report, spec)
+                clock = time.perf_counter()
                 for chunk in self.chunks(spec, cfg, chunk_ticks):
+                    clock = _lap(report, "produce", clock)
                     pairs = filt.push(chunk)
+                    clock = _lap(report, "filter", clock)
                     if pairs is not None:
                         ticks.update(pairs.tick.tolist())
                         self._write(pairs, chunk, report, lock)
+                    clock = _lap(report, "write", clock)
                 if progress is not None:
                     progress(report)
             report.pairs_evaluated, report.pairs_accepted = filt.evaluated, filt.accepted
@@ -377,6 +383,12 @@ class _Pipeline:
         self.report.pairs_evaluated = sum(f.evaluated for f in self.filters)
         self.report.pairs_accepted = sum(f.accepted for f in self.filters)
         self.report.accepted_by_tick = _histogram(self.ticks)
+
+
+def _lap(report: GenerationReport, stage: str, since: float) -> float:
+    now = time.perf_counter()
+    report.stage_seconds[stage] = report.stage_seconds.get(stage, 0.0) + now - since
+    return now
 
 
 def _histogram(ticks: Counter[int]) -> list[int]:
