@@ -23,16 +23,19 @@ def test_modes_write_the_same_pairs(managed, tmp_path, rule) -> None:  # type: i
     base = dict(batches=3, batch_size=10, ticks=23, chunk_ticks=4, rule=rule, p_best=0.5,
                 weight_noise=0.05, seed=3)
     keys = {}
-    for mode in ("serial", "pipeline", "all_at_once"):
-        buffer = DiskReplayBuffer(tmp_path / mode, capacity=10**6, dtype=torch.float32)
-        cfg = GeneratorConfig(**base, mode=mode, filter_workers=3, writers=2, queue_size=1)
+    for mode, stages in (("serial", "threads"), ("pipeline", "threads"),
+                         ("pipeline", "processes"), ("all_at_once", "threads")):
+        buffer = DiskReplayBuffer(tmp_path / f"{mode}-{stages}", capacity=10**6,
+                                  dtype=torch.float32)
+        cfg = GeneratorConfig(**base, mode=mode, stages=stages, filter_workers=3, writers=2,
+                              queue_size=1)
         report = DataGenerator(weights, buffer).run(cfg)
         assert report.pairs_evaluated == 3 * 10 * 22  # ticks+1 states -> ticks-1 pairs per row
         assert report.pairs_accepted == report.pairs_written == buffer.count() > 0
         assert sum(report.accepted_by_tick) == report.pairs_accepted
         assert sum(report.written_by_buffer.values()) == report.pairs_written
-        keys[mode] = _keys(buffer)
-    assert keys["serial"] == keys["pipeline"] == keys["all_at_once"]
+        keys[mode, stages] = _keys(buffer)
+    assert len({tuple(v) for v in keys.values()}) == 1
 
 
 def test_pairs_go_to_the_buffer_of_their_weights(managed) -> None:  # type: ignore[no-untyped-def]
@@ -68,16 +71,19 @@ def test_stored_pairs_are_exact_transitions(managed) -> None:  # type: ignore[no
         assert torch.allclose(certainty, row.certainties[:, 2], atol=1e-5)
 
 
-def test_a_failing_stage_stops_the_pipeline(managed) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("stages", ["threads", "processes"])
+def test_a_failing_stage_stops_the_pipeline(managed, monkeypatch, stages) -> None:  # type: ignore[no-untyped-def]
+    from thinkgym.ctm_core.selfplay.buffer import DiskReplayBuffer
+
     weights, buffer = managed
 
     def broken(*args, **kwargs):  # type: ignore[no-untyped-def]
         raise OSError("disk full")
 
-    buffer.save_pairs = broken
+    monkeypatch.setattr(DiskReplayBuffer, "save_pairs", broken)  # forked workers inherit it
     cfg = GeneratorConfig(batches=4, batch_size=8, ticks=40, chunk_ticks=2, rule="loose",
-                          queue_size=1)
-    with pytest.raises(OSError, match="disk full"):
+                          queue_size=1, stages=stages)
+    with pytest.raises((OSError, RuntimeError), match="disk full"):
         DataGenerator(weights, buffer).run(cfg)
 
 

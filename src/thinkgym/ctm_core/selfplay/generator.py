@@ -87,8 +87,13 @@ class GeneratorConfig:
     """Std of Gaussian noise added to the start state's ``z`` and ``A`` (0: none)."""
     mode: Mode = "pipeline"
     """``pipeline`` (threads), ``serial`` (one thread) or ``all_at_once`` (no chunks)."""
-    filter_workers: int = 2
-    """Filter threads in pipeline mode (a chunk is split along the batch among them)."""
+    stages: Literal["processes", "threads"] = "processes"
+    """Pipeline mode: filter workers (each with its writer threads) run as forked processes,
+    or as threads of this process. Processes overlap with the producer; threads share its
+    GIL, and the producer's many small torch ops hold it most of the time."""
+    filter_workers: int = 1
+    """Filter workers in pipeline mode (a chunk is split along the batch among them). One
+    per core left after the producer: on 2 cores, 1 (measured: 2 processes ran slower)."""
     writers: int = 1
     """Writer threads in pipeline mode."""
     queue_size: int = 2
@@ -102,6 +107,9 @@ class GeneratorConfig:
                                                  "queue_size"), 1),
                                 **dict.fromkeys(("start_index", "seed"), 0)})
         accept_pairs(torch.zeros(1, 3), torch.zeros(1, 3), self.rule)
+        if self.stages not in ("processes", "threads"):
+            raise ConfigError("stages must be 'processes' or 'threads'", field="stages",
+                              got=self.stages, fix="pass stages='processes'")
         if self.mode not in _MODES:
             raise ConfigError(f"mode must be one of {list(_MODES)}", field="mode",
                               got=self.mode, fix="pass mode='pipeline'")
@@ -255,7 +263,9 @@ class DataGenerator:
         """Generate ``cfg.batches`` rollout batches in ``cfg.mode``; the exact counts."""
         report = GenerationReport(mode=cfg.mode, rule=cfg.rule)
         started = time.perf_counter()
-        if cfg.mode == "pipeline":
+        if cfg.mode == "pipeline" and cfg.stages == "processes":
+            _run_processes(self, cfg, report, progress)
+        elif cfg.mode == "pipeline":
             _Pipeline(self, cfg, report).run(progress)
         else:
             chunk_ticks = cfg.ticks if cfg.mode == "all_at_once" else cfg.chunk_ticks
@@ -296,12 +306,20 @@ class DataGenerator:
 class _Pipeline:
     """The threads and bounded queues of one ``mode="pipeline"`` run."""
 
-    def __init__(self, gen: DataGenerator, cfg: GeneratorConfig, report: GenerationReport) -> None:
+    def __init__(self, gen: DataGenerator, cfg: GeneratorConfig, report: GenerationReport,
+                 inboxes: list[Any] | None = None) -> None:
         self.gen, self.cfg, self.report = gen, cfg, report
-        self.inboxes: list[queue.Queue[Chunk | None]] = [
+        self.inboxes: list[Any] = inboxes if inboxes is not None else [
             queue.Queue(cfg.queue_size) for _ in range(cfg.filter_workers)]
+        self.pack: Callable[[int, Chunk], Any] = lambda w, chunk: chunk
+        """How a chunk travels through inbox w (``_SlotRing.pack`` across processes)."""
+        self.unpack: Callable[[Any], Chunk] = lambda item: item
+        self.release: Callable[[Any], None] = lambda item: None
+        """Called once the filter is done with an item (frees its shared-memory slot)."""
+        self.watch: Callable[[], bool] = lambda: True
+        """Called while blocked on a queue; False (a worker process died) stops the run."""
         self.outbox: queue.Queue[tuple[PairBatch, Chunk] | None] = queue.Queue(cfg.queue_size)
-        self.filters = [StreamingFilter(cfg.rule) for _ in range(cfg.filter_workers)]
+        self.filters = [StreamingFilter(cfg.rule) for _ in self.inboxes]
         self.stop = threading.Event()
         self.errors: list[BaseException] = []
         self.lock = threading.Lock()
@@ -314,7 +332,8 @@ class _Pipeline:
                 q.put(item, timeout=0.1)
                 return
             except queue.Full:
-                continue
+                if not self.watch():
+                    self.stop.set()
 
     def get(self, q: queue.Queue[Any]) -> Any:
         """The next item, or the sentinel once another stage failed."""
@@ -333,8 +352,10 @@ class _Pipeline:
             self.stop.set()
 
     def filter_loop(self, w: int) -> None:
-        while (chunk := self.get(self.inboxes[w])) is not _DONE:
-            pairs = self.filters[w].push(chunk)
+        while (item := self.get(self.inboxes[w])) is not _DONE:
+            chunk = self.unpack(item)
+            pairs = self.filters[w].push(chunk)  # copies what it keeps: the item can go
+            self.release(item)
             if pairs is not None:
                 with self.lock:
                     self.ticks.update(pairs.tick.tolist())
@@ -345,44 +366,176 @@ class _Pipeline:
             self.gen._write(item[0], item[1], self.report, self.lock)
 
     def produce(self, progress: Callable[[GenerationReport], None] | None) -> None:
-        workers = self.cfg.filter_workers
+        workers = len(self.inboxes)
         for spec in self.gen.specs(self.cfg):
             self.gen._count_rollout(self.report, spec)
             bounds = np.linspace(0, len(spec.data_ids), workers + 1).round().astype(int)
             for chunk in self.gen.chunks(spec, self.cfg):
                 for w in range(workers):
                     if bounds[w] < bounds[w + 1]:
-                        self.put(self.inboxes[w], chunk.rows(int(bounds[w]), int(bounds[w + 1])))
+                        part = chunk.rows(int(bounds[w]), int(bounds[w + 1]))
+                        self.put(self.inboxes[w], self.pack(w, part))
                 if self.stop.is_set():
                     return
             if progress is not None:
                 progress(self.report)
 
-    def run(self, progress: Callable[[GenerationReport], None] | None) -> None:
+    def start_consumers(self) -> tuple[list[threading.Thread], list[threading.Thread]]:
+        """Filter threads (one per inbox) and writer threads, running."""
         def thread(name: str, fn: Callable[..., None], *args: Any) -> threading.Thread:
             t = threading.Thread(target=self._guarded, args=(fn, *args), name=name, daemon=True)
             t.start()
             return t
 
-        filters = [thread(f"selfplay-filter-{w}", self.filter_loop, w)
-                   for w in range(self.cfg.filter_workers)]
-        writers = [thread(f"selfplay-writer-{i}", self.write_loop) for i in range(self.cfg.writers)]
-        try:
-            self._guarded(self.produce, progress)
-        finally:
-            for q in self.inboxes:
-                self.put(q, _DONE)
-            for t in filters:
-                t.join()
-            for _ in writers:
-                self.put(self.outbox, _DONE)
-            for t in writers:
-                t.join()
+        return ([thread(f"selfplay-filter-{w}", self.filter_loop, w)
+                 for w in range(len(self.inboxes))],
+                [thread(f"selfplay-writer-{i}", self.write_loop) for i in range(self.cfg.writers)])
+
+    def finish(self, filters: list[threading.Thread], writers: list[threading.Thread]) -> None:
+        """Wait for the filters (their inboxes got the sentinel), then drain the writers."""
+        for t in filters:
+            t.join()
+        for _ in writers:
+            self.put(self.outbox, _DONE)
+        for t in writers:
+            t.join()
         if self.errors:
             raise self.errors[0]
         self.report.pairs_evaluated = sum(f.evaluated for f in self.filters)
         self.report.pairs_accepted = sum(f.accepted for f in self.filters)
         self.report.accepted_by_tick = _histogram(self.ticks)
+
+    def run(self, progress: Callable[[GenerationReport], None] | None) -> None:
+        """Threads: the producer here, filters and writers beside it."""
+        filters, writers = self.start_consumers()
+        try:
+            self._guarded(self.produce, progress)
+        finally:
+            for q in self.inboxes:
+                self.put(q, _DONE)
+            self.finish(filters, writers)
+
+
+class _SlotRing:
+    """Shared-memory slots for one worker process, allocated before the fork.
+
+    A chunk travels as (slot, shapes, metadata): the producer copies its tensors into a
+    free slot and the worker reads them in place, then hands the slot back. (Sending the
+    tensors themselves costs a new shared-memory segment and a file descriptor per tensor:
+    at 10-tick chunks that made the process pipeline slower than the serial loop.)
+    """
+
+    def __init__(self, ctx: Any, slots: int, size: int) -> None:
+        self.buffers = [torch.empty(size).share_memory_() for _ in range(slots)]
+        self.free = ctx.Queue()
+        for i in range(slots):
+            self.free.put(i)
+
+    def pack(self, pipe: _Pipeline, chunk: Chunk) -> tuple[int, list[tuple[int, ...]], Any]:
+        assert chunk.decays is not None
+        parts = [*(chunk.states[k] for k in TENSOR_FIELDS), chunk.losses, chunk.certainty,
+                 *chunk.decays]
+        slot = pipe.get(self.free)
+        if slot is _DONE:  # another stage failed: nothing will read this
+            return (-1, [], None)
+        flat, at = self.buffers[slot], 0
+        for t in parts:
+            flat[at:at + t.numel()].view(t.shape).copy_(t)
+            at += t.numel()
+        meta = (chunk.rollout, chunk.first_tick, chunk.weight_id, chunk.source,
+                chunk.data_ids, chunk.last)
+        return slot, [tuple(t.shape) for t in parts], meta
+
+    def unpack(self, item: tuple[int, list[tuple[int, ...]], Any]) -> Chunk:
+        slot, shapes, (rollout, first_tick, weight_id, source, data_ids, last) = item
+        views, at, flat = [], 0, self.buffers[slot]
+        for shape in shapes:
+            n = int(np.prod(shape))
+            views.append(flat[at:at + n].view(shape))
+            at += n
+        states = dict(zip(TENSOR_FIELDS, views[:len(TENSOR_FIELDS)], strict=True))
+        losses, certainty, r_action, r_out = views[len(TENSOR_FIELDS):]
+        return Chunk(rollout, first_tick, states, losses, certainty, weight_id, source,
+                     data_ids, last, (r_action.clone(), r_out.clone()))
+
+    def release(self, item: tuple[int, Any, Any]) -> None:
+        self.free.put(item[0])
+
+
+def _slot_size(gen: DataGenerator, cfg: GeneratorConfig) -> int:
+    """Floats in the largest chunk slice a worker can receive."""
+    c = gen.weights.resolve(gen.weights.best_id)[0].config
+    per_state = (c.d_model * (1 + c.memory_length) + 2 * c.synch_size_action
+                 + 2 * c.synch_size_out + c.d_input + 2)  # + loss and certainty
+    rows = -(-cfg.batch_size // cfg.filter_workers) + 1
+    return rows * (cfg.chunk_ticks + 1) * per_state + c.synch_size_action + c.synch_size_out
+
+
+def _consume_in_process(inbox: Any, ring: _SlotRing, results: Any, root: str, capacity: int,
+                        dtype: torch.dtype, cfg: GeneratorConfig) -> None:
+    """A worker process: filter one row slice of every chunk, write what it accepts."""
+    torch.set_num_threads(1)
+    from thinkgym.ctm_core.selfplay.buffer import DiskReplayBuffer
+
+    report = GenerationReport(mode=cfg.mode, rule=cfg.rule)
+    try:
+        gen = DataGenerator(None, DiskReplayBuffer(root, capacity=capacity, dtype=dtype))  # type: ignore[arg-type]
+        pipe = _Pipeline(gen, cfg, report, inboxes=[inbox])
+        pipe.unpack, pipe.release = ring.unpack, ring.release
+        pipe.finish(*pipe.start_consumers())
+        results.put(("ok", report.pairs_evaluated, report.pairs_accepted, report.pairs_written,
+                     report.written_by_buffer, dict(pipe.ticks)))
+    except BaseException as exc:  # reported to the parent, which re-raises it
+        results.put(("error", f"{type(exc).__name__}: {exc}"))
+
+
+def _run_processes(gen: DataGenerator, cfg: GeneratorConfig, report: GenerationReport,
+                   progress: Callable[[GenerationReport], None] | None) -> None:
+    """Processes: the producer here, one forked worker process per filter worker."""
+    import torch.multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    inboxes = [ctx.Queue(cfg.queue_size) for _ in range(cfg.filter_workers)]
+    size = _slot_size(gen, cfg)
+    rings = [_SlotRing(ctx, cfg.queue_size + 2, size) for _ in inboxes]
+    results = ctx.Queue()
+    buf = gen.buffer
+    procs = [ctx.Process(target=_consume_in_process, daemon=True,
+                         args=(q, ring, results, str(buf.root), buf.capacity, buf.dtype, cfg))
+             for q, ring in zip(inboxes, rings, strict=True)]
+    for proc in procs:
+        proc.start()
+    pipe = _Pipeline(gen, cfg, report, inboxes=inboxes)
+    pipe.pack = lambda w, chunk: rings[w].pack(pipe, chunk)
+    pipe.watch = lambda: all(p.is_alive() for p in procs)
+    outcomes = []
+    try:
+        pipe._guarded(pipe.produce, progress)
+    finally:
+        for q in inboxes:
+            pipe.put(q, _DONE)
+        while len(outcomes) < len(procs):
+            try:
+                outcomes.append(results.get(timeout=0.5))
+            except queue.Empty:
+                if not any(p.is_alive() for p in procs):
+                    break
+        for proc in procs:
+            proc.join(timeout=5)
+    if pipe.errors:
+        raise pipe.errors[0]
+    failed = [o[1] for o in outcomes if o[0] == "error"]
+    if failed or len(outcomes) < len(procs):
+        raise RuntimeError(f"a self-play worker process failed: {failed or 'it died'}")
+    ticks: Counter[int] = Counter()
+    for _, evaluated, accepted, written, by_buffer, by_tick in outcomes:
+        report.pairs_evaluated += evaluated
+        report.pairs_accepted += accepted
+        report.pairs_written += written
+        for name, n in by_buffer.items():
+            report.written_by_buffer[name] = report.written_by_buffer.get(name, 0) + n
+        ticks.update(by_tick)
+    report.accepted_by_tick = _histogram(ticks)
 
 
 def _lap(report: GenerationReport, stage: str, since: float) -> float:
