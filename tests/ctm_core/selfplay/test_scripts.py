@@ -18,7 +18,7 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 @pytest.mark.parametrize(("command", "expect"), [
     ("debug-step", "debug step: PASSED"),
     ("filter-ab", "share of accepted pairs"),
-    ("schedule-ab", "streaming / all-at-once peak RSS"),
+    ("schedule-ab", "all-at-once peak RSS"),
     ("train-onm", "val loss at step 0"),
     ("onm-ab", "ONM start"),
 ])
