@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -48,6 +48,7 @@ __all__ = [
     "export_checkpoint",
     "load_checkpoint",
     "read_checkpoint",
+    "replace_atomically",
     "resolve_checkpoint",
     "save_checkpoint",
 ]
@@ -146,16 +147,26 @@ def save_checkpoint(path: str | os.PathLike[str], model: ContinuousThoughtMachin
     }
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    replace_atomically(out, lambda tmp: torch.save(payload, tmp))
+    return out
+
+
+def replace_atomically(dst: Path, write: Callable[[str], object]) -> None:
+    """``write(tmp_path)`` into a temp file beside ``dst``, then ``os.replace`` it over ``dst``.
+
+    A reader sees the old file or the complete new one, never a partial write; the temp
+    file is removed if ``write`` fails. Files get mode 0644 (mkstemp makes 0600; these
+    files are meant to be shared).
+    """
+    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        torch.save(payload, tmp)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a checkpoint is meant to be shared
-        os.replace(tmp, out)
+        write(tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, dst)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-    return out
 
 
 def read_checkpoint(name_or_path: str | os.PathLike[str]) -> tuple[dict[str, Any],

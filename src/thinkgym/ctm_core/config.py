@@ -195,6 +195,14 @@ class CTMConfig:
         """Length of the output synchronisation vector (the output projection's input)."""
         return self.synch_size(self.n_synch_out)
 
+    def state_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Per-field shapes of a ``StatePack`` of this config, without the batch dim."""
+        return {"z": (self.d_model,), "A": (self.d_model, self.memory_length),
+                "alpha_action": (self.synch_size_action,),
+                "beta_action": (self.synch_size_action,),
+                "alpha_out": (self.synch_size_out,), "beta_out": (self.synch_size_out,),
+                "o": (self.d_input,)}
+
     # ------------------------------------------------------------------ (de)serialisation
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-compatible dict (``prediction_shape`` becomes a list)."""

@@ -197,11 +197,7 @@ class ContinuousThoughtMachine(nn.Module):
 
     def expected_state_shapes(self) -> dict[str, tuple[int, ...]]:
         """Per-field shapes of a ``StatePack`` for this config (without the batch dim)."""
-        c = self.config
-        return {"z": (c.d_model,), "A": (c.d_model, c.memory_length),
-                "alpha_action": (c.synch_size_action,), "beta_action": (c.synch_size_action,),
-                "alpha_out": (c.synch_size_out,), "beta_out": (c.synch_size_out,),
-                "o": (c.d_input,)}
+        return self.config.state_shapes()
 
     def check_inputs(self, state: StatePack, kv: KV) -> None:
         """Raise ``ConfigError``/``ValueError`` naming expected vs received shapes."""

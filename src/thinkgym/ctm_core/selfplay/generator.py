@@ -25,6 +25,7 @@ same pairs.
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import threading
 import time
@@ -325,7 +326,7 @@ class _Pipeline:
         self.lock = threading.Lock()
         self.ticks: Counter[int] = Counter()
 
-    def put(self, q: queue.Queue[Any], item: Any) -> None:
+    def put(self, q: Any, item: Any) -> None:
         """Block while ``q`` is full (back-pressure), unless another stage failed."""
         while not self.stop.is_set():
             try:
@@ -335,7 +336,7 @@ class _Pipeline:
                 if not self.watch():
                     self.stop.set()
 
-    def get(self, q: queue.Queue[Any]) -> Any:
+    def get(self, q: Any) -> Any:
         """The next item, or the sentinel once another stage failed."""
         while True:
             try:
@@ -465,8 +466,7 @@ class _SlotRing:
 def _slot_size(gen: DataGenerator, cfg: GeneratorConfig) -> int:
     """Floats in the largest chunk slice a worker can receive."""
     c = gen.weights.resolve(gen.weights.best_id)[0].config
-    per_state = (c.d_model * (1 + c.memory_length) + 2 * c.synch_size_action
-                 + 2 * c.synch_size_out + c.d_input + 2)  # + loss and certainty
+    per_state = sum(math.prod(shape) for shape in c.state_shapes().values()) + 2  # + L, C
     rows = -(-cfg.batch_size // cfg.filter_workers) + 1
     return rows * (cfg.chunk_ticks + 1) * per_state + c.synch_size_action + c.synch_size_out
 
@@ -508,7 +508,7 @@ def _run_processes(gen: DataGenerator, cfg: GeneratorConfig, report: GenerationR
     pipe = _Pipeline(gen, cfg, report, inboxes=inboxes)
     pipe.pack = lambda w, chunk: rings[w].pack(pipe, chunk)
     pipe.watch = lambda: all(p.is_alive() for p in procs)
-    outcomes = []
+    outcomes: list[tuple[Any, ...]] = []
     try:
         pipe._guarded(pipe.produce, progress)
     finally:

@@ -129,6 +129,11 @@ class SelfPlayConfig:
             if not 0.0 <= value <= 1.0:
                 raise ConfigError("must be in [0, 1]", field=name, got=value,
                                   fix=f"pass {name} between 0 and 1")
+        from thinkgym.ctm_core.selfplay.merge import MERGE_METHODS
+
+        if self.merge is not None and self.merge not in MERGE_METHODS:
+            raise ConfigError(f"unknown merge method; one of {list(MERGE_METHODS)} or None",
+                              field="merge", got=self.merge, fix="pass merge='average'")
         if self.storage_dtype not in ("float16", "float32"):
             raise ConfigError("must be 'float16' or 'float32'", field="storage_dtype",
                               got=self.storage_dtype, fix="pass storage_dtype='float16'")
@@ -310,8 +315,9 @@ class MasterTrainer:
         result = train_onm(self.onm, (sampler.sample() for _ in range(self.cfg.onm_steps)),
                            lambda w: self.weights.resolve(w)[0], steps=self.cfg.onm_steps,
                            val_batch=val_batch, progress=False)
-        self._say(f"cycle {cycle}: ONM validation loss {result.final_val_loss:.4f}")
-        return float(result.final_val_loss)
+        loss = math.nan if result.final_val_loss is None else float(result.final_val_loss)
+        self._say(f"cycle {cycle}: ONM validation loss {loss:.4f}")
+        return loss
 
     def train_cohort(self, cycle: int, q: float) -> tuple[dict[str, str], float]:
         """Challengers by name -> weight id, and their mean final unit loss."""
@@ -334,7 +340,7 @@ class MasterTrainer:
             names[f"seed{k}"] = self.weights.add_challenger(model, f"c{cycle}_seed{k}")
         if cfg.merge and cfg.cohort > 1:
             merged = self.weights.model_for(self.weights.best_id)
-            merged.load_state_dict(merge(cfg.merge, best.state_dict(), states))
+            merged.load_state_dict(merge(cfg.merge, best.state_dict(), states))  # type: ignore[arg-type]
             names[f"merge:{cfg.merge}"] = self.weights.add_challenger(merged,
                                                                       f"c{cycle}_merge")
         self._say(f"cycle {cycle}: trained {cfg.cohort} challengers (unit loss "

@@ -31,7 +31,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import tempfile
 import time
 import zlib
 from collections.abc import Callable, Iterable, Mapping
@@ -44,6 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from thinkgym.ctm_core.checkpoint import replace_atomically
 from thinkgym.ctm_core.config import CTMConfig
 from thinkgym.ctm_core.selfplay.storage import (
     Decays,
@@ -213,11 +213,7 @@ class OpticNerveModel(nn.Module):
 
     def expected_state_shapes(self) -> dict[str, tuple[int, ...]]:
         """Per-field shapes of the proposed ``StatePack`` (as the model's method)."""
-        c = self.config
-        return {"z": (c.d_model,), "A": (c.d_model, c.memory_length),
-                "alpha_action": (c.synch_size_action,), "beta_action": (c.synch_size_action,),
-                "alpha_out": (c.synch_size_out,), "beta_out": (c.synch_size_out,),
-                "o": (c.d_input,)}
+        return self.config.state_shapes()
 
     def _flatten(self, state: StatePack) -> torch.Tensor:
         ref = self.mean_state
@@ -529,15 +525,7 @@ def save_onm(path: str | os.PathLike[str], onm: OpticNerveModel) -> Path:
                "state_dict": {k: v.detach().cpu() for k, v in onm.state_dict().items()}}
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    replace_atomically(out, lambda tmp: torch.save(payload, tmp))
     return out
 
 

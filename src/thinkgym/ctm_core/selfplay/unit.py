@@ -164,15 +164,17 @@ def train_unit(model: ContinuousThoughtMachine, sampler: MixingSampler, *, steps
     for step in bar:
         loss, parts = unit_step(model, sampler.sample(), field_weights, normalize)
         if not torch.isfinite(loss):
-            raise NumericalError(f"unit loss became non-finite at step {step}", got=float(loss),
+            raise NumericalError(f"unit loss became non-finite at step {step}",
+                                 got=float(loss.detach()),
                                  fix="lower lr or check the replayed pairs")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
         optimizer.step()
-        result.history.append({"step": step + 1, "loss": float(loss.detach()), **parts})
-        bar.set_postfix(loss=f"{float(loss):.4f}")
+        value = float(loss.detach())
+        result.history.append({"step": step + 1, "loss": value, **parts})
+        bar.set_postfix(loss=f"{value:.4f}")
     model.eval()
     result.seconds = time.perf_counter() - started
     result.drawn = dict(sampler.drawn)

@@ -39,7 +39,6 @@ import math
 import os
 import re
 import shutil
-import tempfile
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -52,7 +51,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from thinkgym.ctm_core.checkpoint import build_model, load_checkpoint, save_checkpoint
+from thinkgym.ctm_core.checkpoint import (
+    build_model,
+    load_checkpoint,
+    replace_atomically,
+    save_checkpoint,
+)
 from thinkgym.errors import CheckpointError, ConfigError
 
 if TYPE_CHECKING:
@@ -145,22 +149,9 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def _replace_atomically(dst: Path, write: Any) -> None:
-    """``write(tmp_path)`` into a temp file beside ``dst``, then ``os.replace`` it."""
-    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, dst)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def _write_index(root: Path, entries: Mapping[str, Mapping[str, str]]) -> None:
     text = json.dumps({"format": _FORMAT, "version": _VERSION, "weights": entries}, indent=2)
-    _replace_atomically(root / INDEX_FILE, lambda tmp: Path(tmp).write_text(text + "\n"))
+    replace_atomically(root / INDEX_FILE, lambda tmp: Path(tmp).write_text(text + "\n"))
 
 
 class WeightManager:
@@ -374,9 +365,9 @@ class WeightManager:
                 return
             old = self.best_id
             hist = f"{_EXPERTS}/historical_{old}.pth"
-            _replace_atomically(self.root / hist,
+            replace_atomically(self.root / hist,
                                 lambda tmp: shutil.copyfile(self.best_path, tmp))
-            _replace_atomically(self.best_path,
+            replace_atomically(self.best_path,
                                 lambda tmp: shutil.copyfile(self.root / entry["path"], tmp))
             self._entries[old] = {**self._entries[old], "path": hist, "role": "historical",
                                   "note": f"best until {_now()}"}
