@@ -208,3 +208,37 @@ class ReferenceCTM(nn.Module):
                 elif p.dim() == 1 or name.endswith("b1"):
                     p.add_((noise - 0.5) * 0.2)
         return self
+
+
+class ReferenceParityCTM(ReferenceCTM):
+    """ReferenceCTM plus the reference's parity input pipeline, in its key layout.
+
+    ``backbone.embedding`` embeds each bit (index 1 for +1, 0 otherwise), in the
+    reference's channels-first layout (B, d, L); ``positional_embedding.projection`` maps
+    the start vector (0, 1) rotated by 0..180 degrees (one angle per position, evenly
+    spaced) to d features; tokens are their sum, transposed to (B, L, d).
+    """
+
+    def __init__(self, *, length: int, **kw: object) -> None:
+        super().__init__(**kw)  # type: ignore[arg-type]
+        d = int(kw["backbone_dim"])  # type: ignore[call-overload]
+        self.length = length
+        self.backbone = nn.Module()
+        self.backbone.embedding = nn.Embedding(2, d)
+        self.positional_embedding = nn.Module()
+        self.positional_embedding.projection = nn.Linear(2, d)
+
+    def tokens(self, bits: torch.Tensor) -> torch.Tensor:
+        features = self.backbone.embedding((bits == 1).long()).transpose(1, 2)  # (B, d, L)
+        rows = []
+        for i in range(self.length):  # one rotation matrix per position, applied to (0, 1)
+            theta = math.radians(180.0 * i / (self.length - 1))
+            rot = torch.tensor([[math.cos(theta), -math.sin(theta)],
+                                [math.sin(theta), math.cos(theta)]], dtype=features.dtype)
+            rows.append(self.positional_embedding.projection(
+                rot @ torch.tensor([0.0, 1.0], dtype=features.dtype)))
+        pe = torch.stack(rows, dim=1).unsqueeze(0)  # (1, d, L)
+        return (features + pe).flatten(2).transpose(1, 2)
+
+    def forward_bits(self, bits: torch.Tensor, iterations: int) -> dict[str, torch.Tensor]:
+        return self.forward(self.tokens(bits), iterations)

@@ -47,10 +47,12 @@ __all__ = [
     "bundled_checkpoints",
     "export_checkpoint",
     "load_checkpoint",
+    "named_checkpoint_path",
     "read_checkpoint",
     "replace_atomically",
     "resolve_checkpoint",
     "save_checkpoint",
+    "user_checkpoint_dir",
 ]
 
 FORMAT = "thinkgym.ctm_core.checkpoint"
@@ -79,6 +81,10 @@ class CheckpointMeta:
     """The training config that produced it, if any."""
     has_training_state: bool = False
     """True if the optimiser/scheduler/RNG state for resuming is inside."""
+    backbone: dict[str, Any] | None = None
+    """``{"kind", "kwargs"}`` of a backbone other than the task's own (imported weights)."""
+    origin: dict[str, Any] | None = None
+    """Where imported weights came from (``thinkgym ctm import``)."""
 
 
 def bundled_checkpoints() -> list[str]:
@@ -88,8 +94,22 @@ def bundled_checkpoints() -> list[str]:
     return sorted(p.stem for p in BUNDLED_DIR.glob("*.pt"))
 
 
+def user_checkpoint_dir() -> Path:
+    """Where named checkpoints of this user live (``thinkgym ctm import --out NAME``):
+    ``$THINKGYM_CTM_DIR`` or ``~/.cache/thinkgym/ctm``."""
+    return Path(os.environ.get("THINKGYM_CTM_DIR", "~/.cache/thinkgym/ctm")).expanduser()
+
+
+def named_checkpoint_path(name_or_path: str | os.PathLike[str]) -> Path:
+    """A bare name -> ``user_checkpoint_dir()/NAME.pt``; a path stays a path."""
+    text = os.fspath(name_or_path)
+    if os.sep in text or "/" in text or text.endswith(".pt"):
+        return Path(text).expanduser()
+    return user_checkpoint_dir() / f"{text}.pt"
+
+
 def resolve_checkpoint(name_or_path: str | os.PathLike[str]) -> Path:
-    """A bundled name (``"parity16"``) or a path -> an existing file path."""
+    """A bundled or user name (``"parity16"``) or a path -> an existing file path."""
     text = os.fspath(name_or_path)
     path = Path(text).expanduser()
     if path.is_file():
@@ -97,6 +117,9 @@ def resolve_checkpoint(name_or_path: str | os.PathLike[str]) -> Path:
     bundled = BUNDLED_DIR / f"{text}.pt"
     if os.sep not in text and "/" not in text and bundled.is_file():
         return bundled
+    named = named_checkpoint_path(text)
+    if named.is_file():
+        return named
     if path.is_dir() and (path / "last.pt").is_file():
         return path / "last.pt"
     names = ", ".join(bundled_checkpoints()) or "(none bundled)"
@@ -104,8 +127,9 @@ def resolve_checkpoint(name_or_path: str | os.PathLike[str]) -> Path:
                           got=text, fix=f"pass an existing .pt path or one of: {names}")
 
 
-def build_model(task: Task, config: CTMConfig) -> ContinuousThoughtMachine:
-    """A fresh CTM for ``task``: its backbone plus ``config`` (shapes checked against the task)."""
+def build_model(task: Task, config: CTMConfig, backbone: nn.Module | None = None
+                ) -> ContinuousThoughtMachine:
+    """A fresh CTM for ``task``: its backbone (or ``backbone``) plus ``config``, shapes checked."""
     from thinkgym.ctm_core.model import ContinuousThoughtMachine
     from thinkgym.errors import ConfigError
 
@@ -117,14 +141,21 @@ def build_model(task: Task, config: CTMConfig) -> ContinuousThoughtMachine:
         raise ConfigError("model backbone_dim does not match the task backbone",
                           field="backbone_dim", got=config.backbone_dim,
                           fix=f"use backbone_dim={task.backbone_dim}")
-    return ContinuousThoughtMachine(config, task.make_backbone())
+    return ContinuousThoughtMachine(config, task.make_backbone() if backbone is None
+                                    else backbone)
 
 
 def save_checkpoint(path: str | os.PathLike[str], model: ContinuousThoughtMachine, task: Task,
                     *, step: int = 0, metrics: Mapping[str, Any] | None = None,
                     train_config: Mapping[str, Any] | None = None,
-                    training: Mapping[str, Any] | None = None) -> Path:
-    """Write a checkpoint atomically (temp file + rename); returns the path."""
+                    training: Mapping[str, Any] | None = None,
+                    origin: Mapping[str, Any] | None = None) -> Path:
+    """Write a checkpoint atomically (temp file + rename); returns the path.
+
+    A backbone that is not the task's own (e.g. an imported reference backbone) says how to
+    rebuild it through a ``checkpoint_spec()`` method; the spec is stored under
+    ``backbone``. ``origin`` records where imported weights came from.
+    """
     import torch
 
     from thinkgym.errors import NumericalError
@@ -145,6 +176,11 @@ def save_checkpoint(path: str | os.PathLike[str], model: ContinuousThoughtMachin
         "train_config": dict(train_config) if train_config is not None else None,
         "training": dict(training) if training is not None else None,
     }
+    spec = getattr(model.backbone, "checkpoint_spec", None)
+    if callable(spec):
+        payload["backbone"] = spec()
+    if origin is not None:
+        payload["origin"] = dict(origin)
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     replace_atomically(out, lambda tmp: torch.save(payload, tmp))
@@ -203,7 +239,8 @@ def read_checkpoint(name_or_path: str | os.PathLike[str]) -> tuple[dict[str, Any
         path=path, task_name=task["name"], task_config=dict(task["config"]),
         model_config=dict(raw["model_config"]), step=int(raw.get("step", 0)),
         metrics=dict(raw.get("metrics") or {}), train_config=raw.get("train_config"),
-        has_training_state=raw.get("training") is not None)
+        has_training_state=raw.get("training") is not None,
+        backbone=raw.get("backbone"), origin=raw.get("origin"))
     return raw, meta
 
 
@@ -242,7 +279,12 @@ def _rebuild(raw: Mapping[str, Any], meta: CheckpointMeta) -> tuple[ContinuousTh
                               fix="use the thinkgym version that wrote it") from exc
     try:
         config = CTMConfig.from_dict(meta.model_config)
-        model = build_model(task, config)
+        backbone = None
+        if meta.backbone is not None:
+            from thinkgym.ctm_core.reference_backbones import build_backbone
+
+            backbone = build_backbone(meta.backbone)
+        model = build_model(task, config, backbone)
     except ThinkgymError as exc:
         raise CheckpointError(f"{meta.path}: its model config is incompatible: {exc}",
                               got=meta.model_config, fix="use the thinkgym version that wrote "

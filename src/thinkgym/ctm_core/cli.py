@@ -5,6 +5,7 @@
     thinkgym ctm eval --checkpoint parity16 --samples 10000 --json p16.json --png p16.png
     thinkgym ctm export --checkpoint runs/p16/last.pt --out p16.pt   # slim, fresh eval
     thinkgym ctm selfplay --cycles 3 --root runs/selfplay            # self-play from parity16
+    thinkgym ctm import ref/checkpoint_9999.pt --task parity --out ref-parity64  # reference file
 
 Light to import (argument definitions only): torch is imported inside the run
 functions, so ``thinkgym --help`` stays fast.
@@ -22,6 +23,7 @@ __all__ = [
     "parse_assignments",
     "run_eval",
     "run_export",
+    "run_import",
     "run_selfplay",
     "run_train",
     "train_config_from_args",
@@ -69,6 +71,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "export", help="slim copy of a checkpoint (no optimiser state) with a fresh eval",
         description="Write a slim checkpoint (weights, configs, a fresh held-out eval) from "
                     "any checkpoint, e.g. a run's last.pt."))
+    _configure_import(sub.add_parser(
+        "import", help="convert a reference-repo CTM checkpoint (backbone included)",
+        description="Convert a checkpoint saved by SakanaAI/continuous-thought-machines "
+        "(tasks/parity/train.py) into this library's format, backbone included; afterwards "
+        "`ctm eval --checkpoint NAME`, the ctm_think tool and CTMThink-v0 load it by name."))
     _configure_selfplay(sub.add_parser(
         "selfplay", help="self-play: harvest improving (State_t, State_t+2) pairs, train "
         "challengers, tournament", description="Run CTM self-play cycles from a supervised "
@@ -125,6 +132,40 @@ def _configure_export(p: argparse.ArgumentParser) -> None:
                    help="held-out items for the stored eval (0: keep the stored metrics)")
     p.add_argument("--threads", type=int, default=2, help="torch threads")
     p.set_defaults(func=run_export)
+
+
+def _configure_import(p: argparse.ArgumentParser) -> None:
+    p.add_argument("path", help="the reference checkpoint file (.pt)")
+    p.add_argument("--task", default="parity", help="task it was trained on (parity)")
+    p.add_argument("--out", required=True, metavar="NAME_OR_PATH",
+                   help="a name (stored in $THINKGYM_CTM_DIR or ~/.cache/thinkgym/ctm) or a "
+                        ".pt path")
+    p.add_argument("--heads", type=int, help="attention heads (default: the file's args)")
+    p.add_argument("--iterations", type=int, help="default ticks (default: the file's args)")
+    p.add_argument("--eval-samples", type=int, default=512,
+                   help="held-out items to evaluate after importing (0: skip)")
+    p.add_argument("--threads", type=int, default=2, help="torch threads")
+    p.set_defaults(func=run_import)
+
+
+def run_import(args: argparse.Namespace) -> int:
+    """``thinkgym ctm import``."""
+    _passive_openmp()
+    import torch
+
+    from thinkgym.ctm_core.checkpoint import named_checkpoint_path
+    from thinkgym.ctm_core.convert import import_reference_checkpoint
+    from thinkgym.ctm_core.evaluate import evaluate_checkpoint, format_report
+
+    torch.set_num_threads(args.threads)
+    out = named_checkpoint_path(args.out)
+    written = import_reference_checkpoint(args.path, out, task=args.task, heads=args.heads,
+                                          iterations=args.iterations)
+    print(f"wrote {written}")
+    if args.eval_samples > 0:
+        print(format_report(evaluate_checkpoint(str(written), samples=args.eval_samples,
+                                                progress=False)))
+    return 0
 
 
 def _configure_selfplay(p: argparse.ArgumentParser) -> None:

@@ -40,9 +40,11 @@ The number of attention heads is not recorded in a state dict and must be given.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -50,7 +52,8 @@ import torch
 from thinkgym.ctm_core.config import CTMConfig
 from thinkgym.errors import CheckpointError
 
-__all__ = ["ConvertedCTM", "convert_reference_state_dict"]
+__all__ = ["ConvertedCTM", "convert_reference_state_dict", "import_reference_checkpoint",
+           "read_reference_file"]
 
 _BACKBONE_PREFIXES = ("backbone.", "positional_embedding.", "initial_rgb.")
 _NLM_LAYERS = {"trace_processor.0.0.": ("w1", "b1", "t1", "norm1"),
@@ -66,28 +69,60 @@ class ConvertedCTM:
     state_dict: dict[str, torch.Tensor]
     """Our ``ContinuousThoughtMachine`` state dict (without backbone weights)."""
     backbone_state_dict: dict[str, torch.Tensor] = field(default_factory=dict)
-    """The reference's backbone / positional-embedding weights, keys unchanged, for the
-    task backbone to load."""
+    """The reference's backbone / positional-embedding weights, keys unchanged
+    (``build`` rebuilds the backbone they belong to and loads them)."""
 
     def config(self, **overrides: Any) -> CTMConfig:
         """A validated ``CTMConfig`` (``overrides`` replace inferred values)."""
         return CTMConfig(**{**self.config_kwargs, **overrides})
 
-    def build(self, backbone: Any = None, **overrides: Any) -> Any:
-        """A ``ContinuousThoughtMachine`` with these weights loaded (strictly) into its core.
+    @property
+    def backbone_spec(self) -> dict[str, Any] | None:
+        """``{"kind", "kwargs"}`` of the reference backbone in the weights (None: none).
 
-        The model takes the floating dtype of the converted weights.
+        Raises :class:`CheckpointError` naming a backbone this library does not reproduce.
         """
-        from thinkgym.ctm_core.model import ContinuousThoughtMachine
+        from thinkgym.ctm_core.reference_backbones import detect_backbone
 
-        model = ContinuousThoughtMachine(self.config(**overrides), backbone=backbone)
-        model.to(self.state_dict["start_z"].dtype)
-        missing, unexpected = model.load_state_dict(self.state_dict, strict=False)
-        missing = [k for k in missing if not k.startswith("backbone.")]
-        if missing or unexpected:
-            raise CheckpointError("converted weights do not fit the model",
-                                  got={"missing": missing, "unexpected": unexpected},
-                                  fix="check the overrides against the reference config")
+        return detect_backbone(self.backbone_state_dict)
+
+    def build(self, backbone: Any = None, *, core_only: bool = False, **overrides: Any) -> Any:
+        """A ``ContinuousThoughtMachine`` with every weight loaded from the state dict.
+
+        The reference backbone in the weights is rebuilt and loaded (see
+        ``reference_backbones``). ``backbone``: your own module instead; it must take the
+        reference's backbone weights exactly (else :class:`CheckpointError`). ``core_only``:
+        no backbone at all (inputs must already be tokens of width ``backbone_dim``).
+        Nothing is ever left at its random initialisation: a model whose parameters the
+        state dict does not cover raises. The model takes the dtype of the weights.
+        """
+        from thinkgym.ctm_core.checkpoint import load_state
+        from thinkgym.ctm_core.model import ContinuousThoughtMachine
+        from thinkgym.ctm_core.reference_backbones import build_backbone, map_backbone_state_dict
+
+        config = self.config(**overrides)
+        weights = dict(self.state_dict)
+        spec = None if core_only else self.backbone_spec
+        if core_only and backbone is not None:
+            raise CheckpointError("pass a backbone or core_only=True, not both",
+                                  got=type(backbone).__name__, fix="drop one of them")
+        if spec is None and backbone is not None:
+            raise CheckpointError("the weights hold no backbone: yours would stay random",
+                                  got=type(backbone).__name__,
+                                  fix="build without a backbone (inputs are tokens) or load "
+                                      "trained weights into yours first and attach it later")
+        if spec is not None:
+            if backbone is None:
+                backbone = build_backbone(spec, length=config.prediction_shape[0])
+            weights.update(map_backbone_state_dict(spec["kind"], self.backbone_state_dict))
+        model = ContinuousThoughtMachine(config, backbone=backbone)
+        model.to(weights["start_z"].dtype)
+        try:
+            load_state(model, weights, where="converted reference weights")
+        except CheckpointError as exc:
+            raise CheckpointError(f"{exc.args[0]} (nothing may stay randomly initialised)",
+                                  got=exc.got, fix="check the overrides against the reference "
+                                  "config, or your backbone against the reference's") from exc
         return model
 
 
@@ -265,3 +300,79 @@ def _prod(shape: tuple[int, ...]) -> int:
     for s in shape:
         out *= int(s)
     return out
+
+
+def read_reference_file(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor],
+                                                              dict[str, Any]]:
+    """``(state_dict, args)`` of a reference checkpoint file.
+
+    Accepts the reference training scripts' files (``{"model_state_dict", "args", ...}``,
+    ``args`` an ``argparse.Namespace``) and bare state dicts. Loaded with
+    ``weights_only=True`` (``Namespace`` allowed): nothing in the file runs as code.
+    """
+    import argparse
+    import pickle
+
+    try:
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            raw = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError) as exc:
+        raise CheckpointError(f"cannot read {path} as a torch file: {exc}", got=str(path),
+                              fix="pass a checkpoint saved by the reference training scripts "
+                                  "or a state_dict saved with torch.save") from exc
+    if isinstance(raw, Mapping) and "model_state_dict" in raw:
+        args = raw.get("args")
+        args_dict = dict(vars(args)) if isinstance(args, argparse.Namespace) else dict(args or {})
+        extra = {k: raw[k] for k in ("iteration",) if k in raw}
+        return dict(raw["model_state_dict"]), {**args_dict, **extra}
+    if isinstance(raw, Mapping) and raw and all(isinstance(v, torch.Tensor) for v in raw.values()):
+        return dict(raw), {}
+    raise CheckpointError(f"{path} holds neither a reference checkpoint nor a state dict",
+                          got=sorted(raw)[:8] if isinstance(raw, Mapping) else type(raw).__name__,
+                          fix="pass the file the reference's tasks/*/train.py wrote")
+
+
+def import_reference_checkpoint(path: str | os.PathLike[str], out: str | os.PathLike[str], *,
+                                task: str = "parity", heads: int | None = None,
+                                iterations: int | None = None) -> Path:
+    """Convert a reference checkpoint file, backbone included, into this library's format.
+
+    ``heads`` and ``iterations`` default to the file's ``args``. The written checkpoint
+    loads with ``load_checkpoint``, ``thinkgym ctm eval``, the ``ctm_think`` tool and
+    ``CTMThink-v0`` like a bundled one; its ``origin`` field names the source file.
+    """
+    from thinkgym.ctm_core.checkpoint import save_checkpoint
+    from thinkgym.ctm_core.tasks.base import make_task
+
+    if task != "parity":
+        raise CheckpointError(f"importing for task {task!r} is not supported", got=task,
+                              fix="the reference's other tasks use ResNet backbones, which are "
+                                  "not reproduced here; import parity checkpoints "
+                                  "(--task parity)")
+    sd, args = read_reference_file(path)
+    heads = heads if heads is not None else args.get("heads")
+    if heads is None:
+        raise CheckpointError("the file does not record the number of attention heads",
+                              got=sorted(args)[:8], fix="pass heads=... (--heads)")
+    out_key = next((k for k in sd if k.endswith("output_projector.0.weight")), None)
+    if out_key is None:
+        raise CheckpointError("no output projector in the weights", got=sorted(sd)[:8],
+                              fix="pass a reference CTM checkpoint")
+    length = int(sd[out_key].shape[0]) // 2
+    converted = convert_reference_state_dict(
+        sd, heads=int(heads), prediction_shape=(length, 2),
+        iterations=int(iterations or args.get("iterations") or 75))
+    spec = converted.backbone_spec
+    if spec is None or spec["kind"] != "reference_parity":
+        raise CheckpointError("a parity import needs the reference parity backbone in the "
+                              "weights", got=spec, fix="pass a checkpoint trained with "
+                              "backbone_type='parity_backbone'")
+    model = converted.build().float()
+    target = make_task("parity", length=length,
+                       embed_dim=int(spec["kwargs"]["d_embedding"]))
+    origin = {"source": "SakanaAI/continuous-thought-machines", "file": str(Path(path)),
+              "iteration": args.get("iteration"),
+              "args": {k: v for k, v in args.items()
+                       if isinstance(v, (int, float, str, bool)) or v is None}}
+    return save_checkpoint(out, model, target, origin=origin,
+                           metrics={"imported": True})
