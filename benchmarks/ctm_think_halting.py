@@ -5,6 +5,16 @@ fixed full budget while using <= 50% of its mean ticks; one single-tick ``step``
 takes <= 2 ms. Per task, all policies play the same seeded episodes of the env's
 ``test`` split.
 
+How fine is "1 point"? Episodes draw test items with replacement, so beside each gap the
+JSON gives ``distinct_test_items`` (items the episodes saw), ``one_item_points`` (100 /
+that: what one item weighs) and ``ppo_accuracy_gap_items`` (the gap times the distinct
+items: about how many items it amounts to). A 1-point gap is more than one item when
+``distinct_test_items`` > 100: parity16's 2,000 episodes see 1,728 items (one item ~0.06
+points), digits16's test split has 373 images and its 2,000 episodes see 370 (one image
+~0.27 points, so 1 point is ~3.7 images; the digits gap of 0.35 points is ~1.3 images,
+within one or two images of the fixed budget). More episodes cannot add digits images:
+the test split holds 373.
+
 Nothing is tuned on those test episodes. The env halves the task's held-out items
 (by content) into ``validation`` and ``test``: the certainty threshold ``tau`` is the
 one with the fewest mean ticks whose accuracy is within 1 point of the fixed budget
@@ -191,10 +201,21 @@ def run_task(task: str, args: argparse.Namespace) -> dict[str, Any]:
     print(f"{'policy':<22}{'accuracy':>10}{'mean ticks':>12}{'mean return':>13}")
     for name, r in policies.items():
         print(f"{name:<22}{r.accuracy:>10.4f}{r.mean_ticks:>12.2f}{r.mean_return:>13.3f}")
+    out.update(item_resolution(out))
     print(f"ppo: {out['ppo_tick_ratio']:.1%} of the fixed budget's ticks, accuracy "
-          f"{out['ppo_accuracy_gap_points']:+.2f} points below (target <= 50%, <= 1 point): "
+          f"{out['ppo_accuracy_gap_points']:+.2f} points below "
+          f"(~{out['ppo_accuracy_gap_items']:.1f} of {fixed.distinct_items} distinct test "
+          f"items; one item = {out['one_item_points']:.2f} points) (target <= 50%, <= 1 point): "
           f"target {'met' if out['target_met'] else 'not met'}")
     return out
+
+
+def item_resolution(res: dict[str, Any]) -> dict[str, Any]:
+    """What the accuracy gap is in items: one item's weight and the gap in item units."""
+    items = res["distinct_test_items"]
+    return {"one_item_points": 100 / items,
+            "ppo_accuracy_gap_items": res["ppo_accuracy_gap_points"] * items / 100,
+            "one_point_exceeds_one_item": items > 100}
 
 
 def plot(path: Path, tasks: dict[str, dict]) -> None:
@@ -254,6 +275,11 @@ def main() -> None:
     if not args.timing_only:
         for task in args.task:
             result["tasks"][task] = run_task(task, args)
+    for res in result["tasks"].values():  # stored tasks too (the keys came later)
+        res.update(item_resolution(res))
+        print(f"{res['checkpoint']}: accuracy gap {res['ppo_accuracy_gap_points']:+.2f} points"
+              f" = ~{res['ppo_accuracy_gap_items']:.1f} of {res['distinct_test_items']} "
+              f"distinct test items (one item {res['one_item_points']:.2f} points)")
     if DEFAULT_TASK in result["tasks"]:
         result["policies"] = result["tasks"][DEFAULT_TASK]["policies"]
     result["default_task"] = DEFAULT_TASK

@@ -1,24 +1,42 @@
-"""Claim: REINFORCE learns SearchQA-v0's search-or-answer control from reward alone — on
-held-out questions its greedy policy scores far above random macro-actions and close to
-the scripted multi-hop oracle, in EM and mean return, with a similar number of searches.
+"""Claim: REINFORCE learns, from reward alone, to follow SearchQA-v0's answer-when-ready
+rule over :class:`thinkgym.agents.search_qa_macro.SearchQAMacroAdapter`'s features: on
+held-out questions its greedy policy scores far above random macro-actions and matches
+the hand-written one-line rule on the ``answer_ready`` feature, in EM, with a few more
+searches.
 
-The learned policy is a 32-unit MLP over :class:`thinkgym.agents.search_qa_macro.
-SearchQAMacroAdapter`'s features choosing among its four macro-actions (search the next
-hop's entity, search it with its kind, search the question, answer). It is trained with
-:func:`thinkgym.training.reinforce.train_reinforce` (learned value baseline) on the
-``train`` split, once per ``--seeds`` seed. Then three agents play the *same* held-out
-episodes — question indices ``0 .. eval-episodes-1`` of the ``test`` split:
+What is learned, plainly: the adapter does the hard parts. Its reader parses the
+question's hop structure, reads the facts from the passages, picks the next entity to
+search and composes the answer; its ``answer_ready`` feature is 1 exactly when the hops
+read so far answer the question. So the decision "answer now or search again" is in the
+observation, and the rule ``answer if answer_ready else search_entity`` already scores
+EM 1.0. The learned part is to find that feature (among 17) and to map it, with the
+re-query and budget features, onto the four macro-actions under a per-search cost; it
+is not multi-hop reading or retrieval. Compare ``learned`` with ``answer_ready_rule``,
+not only with ``random``.
+
+Result (``results/reinforce_searchqa.json``, 5 seeds, 300 held-out questions): learned
+EM 1.000 on every seed, 2.75 searches and return 0.925 (median; min 0.781);
+``answer_ready_rule`` EM 1.000, 2.46 searches, return 0.954; oracle EM 1.000, 2.47
+searches, return 0.953; random EM 0.400 (median).
+
+The learned policy is a 32-unit MLP over the adapter's features choosing among its four
+macro-actions (search the next hop's entity, search it with its kind, search the
+question, answer). It is trained with :func:`thinkgym.training.reinforce.train_reinforce`
+(learned value baseline) on the ``train`` split, once per ``--seeds`` seed. Then the
+agents play the *same* held-out episodes — question indices ``0 .. eval-episodes-1`` of
+the ``test`` split:
 
 * ``learned``: the trained network, greedy;
+* ``answer_ready_rule``: ``answer`` if the ``answer_ready`` feature is 1, else
+  ``search_entity`` (the same adapter, no learning);
 * ``random``: uniformly random macro-actions (the same action set; seeded per run seed);
 * ``oracle``: :class:`thinkgym.agents.search_qa.OracleAgent` (scripted, deterministic);
 * ``retrieve_then_answer`` (context only): one search of the question, answer from the top
   passage — the scripted agent without the adapter's hop reader.
 
-Read the gap to ``random`` as what the *control* adds: the ``answer`` macro-action already
-answers with whatever the hop reader has resolved, so a random policy that happens to
-answer after the right searches scores; the learned part is when to search, how to
-re-query and when to answer.
+The gap to ``random`` is what the control adds on top of the adapter: the ``answer``
+macro-action already answers with whatever the hop reader has resolved, so a random
+policy that happens to answer after the right searches scores.
 
 Reports EM, mean return and searches per episode as min / median over seeds, and the
 training episode at which the moving-average training success first reached 0.9.
@@ -42,8 +60,23 @@ import numpy as np
 import thinkgym  # noqa: F401  (registers the envs)
 from thinkgym.agents.macro import MacroPolicy, RandomMacroPolicy
 from thinkgym.agents.search_qa import OracleAgent, RetrieveThenAnswerAgent, run_episode
-from thinkgym.agents.search_qa_macro import SearchQAMacroAdapter
+from thinkgym.agents.search_qa_macro import ACTIONS, FEATURES, SearchQAMacroAdapter
 from thinkgym.training.reinforce import ReinforceConfig, plot_learning_curve, train_reinforce
+
+
+class AnswerReadyRule:
+    """``answer`` when the adapter's ``answer_ready`` feature is 1, else ``search_entity``."""
+
+    def __init__(self, adapter: SearchQAMacroAdapter) -> None:
+        self.adapter = adapter
+        self._ready = FEATURES.index("answer_ready")
+
+    def reset(self) -> None:
+        self.adapter.reset()
+
+    def act(self, observation: Any) -> str:
+        ready = self.adapter.features(observation)[self._ready] == 1.0
+        return self.adapter.render(ACTIONS.index("answer" if ready else "search_entity"))
 
 
 def play(env: gym.Env, policy: Any, n: int) -> dict[str, float]:
@@ -87,6 +120,9 @@ def main() -> int:
 
     oracle = play(test_env, OracleAgent(), args.eval_episodes)
     one_shot = play(test_env, RetrieveThenAnswerAgent(), args.eval_episodes)
+    rule = play(test_env, AnswerReadyRule(SearchQAMacroAdapter.for_env(test_env)),
+                args.eval_episodes)
+    start = time.perf_counter()
     runs, learned, random, reach, seconds = [], [], [], [], []
     for seed in args.seeds:
         config = ReinforceConfig(episodes=args.episodes, seed=seed, eval_episodes=0,
@@ -111,8 +147,9 @@ def main() -> int:
             out[f"{key}_min"], out[f"{key}_median"] = min(values), statistics.median(values)
         return out
 
-    figures = {"learned": summary(learned), "random": summary(random),
-               "oracle": summary([oracle]), "retrieve_then_answer": summary([one_shot])}
+    figures = {"learned": summary(learned), "answer_ready_rule": summary([rule]),
+               "random": summary(random), "oracle": summary([oracle]),
+               "retrieve_then_answer": summary([one_shot])}
     header = f"{'agent':<21}{'EM min/med':>14}{'return min/med':>18}{'searches med':>14}"
     print(header)
     print("-" * len(header))
@@ -120,8 +157,8 @@ def main() -> int:
         print(f"{name:<21}{f['em_min']:>8.3f}/{f['em_median']:.3f}"
               f"{f['mean_return_min']:>11.3f}/{f['mean_return_median']:.3f}"
               f"{f['searches_median']:>14.2f}")
-    print(f"(min/median over {len(args.seeds)} seeds; oracle and retrieve_then_answer are "
-          "deterministic)")
+    print(f"(min/median over {len(args.seeds)} seeds; answer_ready_rule, oracle and "
+          "retrieve_then_answer are deterministic)")
     reached = [r for r in reach if r is not None]
     print(f"training success >= 0.9 (50-episode window) at episode: {reach}")
 
@@ -139,6 +176,10 @@ def main() -> int:
             "episodes_to_success_0.9": reach,
             "episodes_to_success_0.9_median": statistics.median(reached) if reached else None,
             "train_seconds_median": statistics.median(seconds),
+            "elapsed_s": round(time.perf_counter() - start, 1),
+            "learned_what": "when to answer, given the adapter's answer_ready feature (the "
+                            "one-line rule answer_ready_rule scores EM 1.0); the adapter "
+                            "reads the hops, picks the queries and composes the answer",
             "baseline": ReinforceConfig.baseline, "hidden": ReinforceConfig.hidden,
             "lr": ReinforceConfig.lr, "batch_episodes": ReinforceConfig.batch_episodes})
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -263,4 +263,14 @@ def test_metrics_dedupe_retries_and_count_recovered_faults() -> None:
     assert m["calls_over_min"] == 0
     assert (m["injected_faults"], m["faults_recovered"]) == (2, 1)
     done = episode_metrics(_task(plan), calls, completed=True)
-    assert done["faults_recovered"] == 2  # completing anyway counts as a fallback
+    assert done["faults_recovered"] == 1  # completing another way is not a recovery
+
+
+def test_answering_without_calling_again_is_not_a_recovery() -> None:
+    plan = (GoldCall("calculator", {"expression": "2*3"}),)
+    failed = [CallLog("calculator", {"expression": "2*3"}, ok=False, injected=True)]
+    m = episode_metrics(_task(plan), failed, completed=True)
+    assert (m["injected_faults"], m["faults_recovered"]) == (1, 0)
+    assert (m["failed_calls"], m["failures_recovered"]) == (1, 0)
+    none = episode_metrics(_task(plan), [], completed=True)
+    assert (none["injected_faults"], none["faults_recovered"]) == (0, 0)

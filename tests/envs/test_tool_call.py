@@ -17,6 +17,7 @@ from thinkgym.agents.tool_call import (
     AlwaysCallPolicy,
     OracleToolCallPolicy,
     RandomToolCallPolicy,
+    TemplateToolCallPolicy,
     last_tool_response,
 )
 from thinkgym.envs import tool_call, toolcall_eval, toolcall_repair
@@ -326,14 +327,39 @@ def test_oracle_retries_transient_faults_and_falls_back_during_an_outage() -> No
                            "search_product": {"error_rate": 0.5},
                            "check_inventory": {"timeout_rate": 0.5}}, max_turns=12)
     oracle = OracleToolCallPolicy(env)
-    faults = recovered = 0
+    faults = recovered = outages = 0
     for seed in range(20):
         info = _play(env, oracle, seed)
         assert info["metrics"]["task_completed"] == 1.0
         faults += info["metrics"]["injected_faults"]
         recovered += info["metrics"]["faults_recovered"]
+        # The calculator is down all episode: the oracle's one call of it is refused.
+        outages += any(c["name"] == "calculator" for c in info["task"]["calls"])
     assert faults > 20
-    assert recovered == faults
+    # Transient faults are recovered by a successful retry; the calculator outages are routed
+    # around (the task completes) but are not recoveries: the calculator never answered.
+    assert outages > 0
+    assert recovered == faults - outages
+
+
+def test_answering_after_a_fault_without_calling_again_is_not_a_recovery() -> None:
+    env = _env(faults={"calculator": {"error_rate": 1.0}}, task_kinds=("calculation",))
+    _, info = env.reset(seed=0)
+    expression = info["task"]["calls"][0]["arguments"]["expression"]
+    env.step(_call("calculator", expression=expression))
+    _, _, _, _, info = env.step(f"<answer>{info['task']['answer']}</answer>")
+    m = info["metrics"]
+    assert m["task_completed"] == 1.0
+    assert (m["injected_faults"], m["faults_recovered"]) == (1, 0)
+
+
+def test_a_policy_that_makes_no_calls_recovers_nothing() -> None:
+    env = gym.make("ToolCall-v0", faults={n: {"error_rate": 1.0} for n in tool_call.DEFAULT_FAULTS})
+    for seed in range(10):
+        env.reset(seed=seed)
+        _, _, _, _, info = env.step("<answer>42</answer>")
+        assert info["metrics"]["faults_recovered"] == 0
+        assert info["metrics"]["failures_recovered"] == 0
 
 
 # -- state verification through the env ------------------------------------------------------------
@@ -370,6 +396,41 @@ def test_oracle_completes_nearly_every_task_with_default_faults() -> None:
     assert all(m["tool_name_accuracy"] == 1.0 for m in results)
     assert all(m["arg_exact_match"] in (None, 1.0) for m in results)
     assert {m["task_kind"] for m in results} == set(store_tasks.TASK_KINDS)
+
+
+def test_template_policy_solves_every_kind_from_the_observations_alone() -> None:
+    env = gym.make("ToolCall-v0")
+    policy = TemplateToolCallPolicy()
+    results = [_play(env, policy, seed)["metrics"] for seed in range(80)]
+    assert {m["task_kind"] for m in results} == set(store_tasks.TASK_KINDS)
+    assert sum(m["task_completed"] for m in results) / len(results) >= 0.95
+    assert sum(m["faults_recovered"] for m in results) > 0
+
+
+def test_template_policy_does_not_read_the_task() -> None:
+    # The policy gets no env handle; stores differ by seed, so a right answer each time
+    # must come from the tool results.
+    env = _env(task_kinds=("price_lookup",), **NO_FAULTS)
+    policy = TemplateToolCallPolicy()
+    answers = set()
+    for seed in range(6):
+        obs, info = env.reset(seed=seed)
+        action = policy.act(obs)
+        assert '"search_product"' in action
+        obs, *_ = env.step(action)
+        action = policy.act(obs)
+        _, _, _, _, info = env.step(action)
+        assert info["metrics"]["task_completed"] == 1.0
+        answers.add(action)
+    assert len(answers) > 1
+
+
+def test_template_policy_falls_back_to_its_own_arithmetic_during_an_outage() -> None:
+    env = _env(faults={"calculator": {"outage_rate": 1.0}}, task_kinds=("calculation",))
+    info = _play(env, TemplateToolCallPolicy(), seed=1)
+    assert info["metrics"]["task_completed"] == 1.0
+    # One refused call, no retry during an outage, and no recovery credited for it.
+    assert (info["metrics"]["injected_faults"], info["metrics"]["faults_recovered"]) == (1, 0)
 
 
 def test_always_call_overcalls_and_random_rarely_completes() -> None:

@@ -18,9 +18,10 @@ Definitions (all in ``info["metrics"]`` at the end of an episode):
 * **num_calls** / **min_calls** / **calls_over_min** — calls the agent caused (every
   call except injected faults) against the plan's length.
 * **failed_calls** / **failures_recovered** — a failure (fault, unknown tool, bad
-  arguments, tool error) is recovered when a later call of the same tool succeeds
-  or the task is completed anyway (a fallback). **injected_faults** /
-  **faults_recovered** count only the env's injected faults.
+  arguments, tool error) is recovered only when a later call of the same tool
+  succeeds. Completing the task another way (a fallback, or answering without
+  calling again) does not count: that shows in ``task_completed``.
+  **injected_faults** / **faults_recovered** count only the env's injected faults.
 """
 
 from __future__ import annotations
@@ -185,8 +186,7 @@ def episode_metrics(task: StoreTask, calls: Sequence[CallLog],
     for i, c in enumerate(calls):
         if c.ok:
             continue
-        later_ok = any(d.ok and d.name == c.name for d in calls[i + 1:])
-        ok_after = later_ok or completed
+        ok_after = any(d.ok and d.name == c.name for d in calls[i + 1:])
         failed += 1
         recovered += ok_after
         if c.injected:
