@@ -30,6 +30,7 @@ __all__ = [
     "ToolError",
     "ToolTimeout",
     "ToolValidationError",
+    "VerifierError",
 ]  # the hierarchy; ``check_int_fields`` below is a helper that raises ConfigError
 
 class _Missing:
@@ -134,6 +135,19 @@ class RewardError(ThinkgymError, RuntimeError):
     def __init__(self, what: str, *, component: str, got: Any = _MISSING, fix: str | None = None):
         self.component = component
         super().__init__(f"reward component {component!r}: {what}", got=got, fix=fix)
+
+
+class VerifierError(RewardError):
+    """A task verifier raised or returned something that is not a score; ``verifier`` names it.
+
+    Never scored as a silent 0: a broken verifier would look like a weak agent.
+    """
+
+    def __init__(self, what: str, *, verifier: str, got: Any = _MISSING,
+                 fix: str | None = None) -> None:
+        self.verifier = verifier
+        super().__init__(f"verifier {verifier!r} {what}", component="correctness", got=got,
+                         fix=fix)
 
 
 class ToolError(ThinkgymError, RuntimeError):

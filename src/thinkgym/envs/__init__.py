@@ -50,6 +50,9 @@ ENVS += (
     EnvEntry("SearchQA-v0", "thinkgym.envs.search_qa:SearchQAEnv",
              "search-or-answer QA over a procedural fictional world (Search-R1 protocol, "
              "offline FAISS retrieval)", text_observations=True),
+    EnvEntry("ToolUse-v0", "thinkgym.envs.tool_use:ToolUseEnv",
+             "your tools (names, FunctionTools, LangChain tools, typed functions), your tasks "
+             "and verifier, JSON tool calls over turns", text_observations=True),
 )
 
 # Optional extra: listed only when reasoning-gym is installed (find_spec imports nothing).

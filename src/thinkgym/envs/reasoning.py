@@ -6,14 +6,28 @@ import ast
 import dataclasses
 import importlib.util
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
+import numpy as np
+
 from thinkgym.envs.reasoning_problems import PROBLEM_KINDS, Problem, generate_problem
 from thinkgym.envs.text_env import TextEnv
+from thinkgym.envs.tool_turns import (
+    CALL,
+    CallRunner,
+    FaultConfig,
+    FaultInjector,
+    Penalties,
+    ToolFailures,
+    check_faults,
+    tool_specs_json,
+)
+from thinkgym.envs.toolcall_eval import ActionPenalty
 from thinkgym.errors import ConfigError
-from thinkgym.protocols import RewardComponent, RewardInput
+from thinkgym.protocols import RewardComponent, RewardInput, ToolCallRecord
 from thinkgym.rewards import Composer, RewardSpec, answer_match, boxed_answer, lenient_match
 from thinkgym.rewards.detectors import (
     AnswerGuessing,
@@ -30,6 +44,15 @@ INSTRUCTION = ("Solve the problem. Reason step by step, then write the final ans
                "inside \\boxed{} at the end of your reply.")
 """No example value in the instruction: a model copies it (``\\boxed{42}``), and the format
 reward pays nothing for a boxed example copied from the prompt anyway."""
+
+TOOLS_TEXT = ("You may call tools before answering: write <tool_call>{{\"name\": \"<tool name>\", "
+              "\"arguments\": {{...}}}}</tool_call> (several per turn are fine); the results "
+              "come back in <tool_response> blocks. A reply without a tool call is your final "
+              "one.\nTools (JSON schemas):\n{schemas}")
+"""Added to the instruction when the env offers tools."""
+
+TOOL_REWARDS = {"tool_efficiency": 0.2, "action_penalty": 1.0, "tool_failures": 0.0}
+"""Added to the default weights when the env offers tools."""
 
 DETECTORS: tuple[str, ...] = ("answer_guessing", "format_gaming", "length_gaming")
 """Reward-hacking detectors reported per episode in ``info["detectors"]``."""
@@ -191,6 +214,20 @@ class ReasoningConfig:
     """Problem kinds an episode is drawn from (uniformly)."""
     reward_weights: dict[str, float] = field(default_factory=dict)
     """Overrides of the component weights (see the env docstring's Rewards section)."""
+    tools: Sequence[Any] = ()
+    """Tools the agent may call before answering (registry names, Tools, LangChain tools,
+    typed functions). The env has no tools of its own, so ``tools`` and ``extra_tools``
+    both add. With tools an episode has up to ``max_turns`` turns."""
+    extra_tools: Sequence[Any] = ()
+    """More tools (same rules as ``tools``)."""
+    faults: Mapping[str, FaultConfig] = field(default_factory=dict)
+    """Tool name -> injected faults (dicts of FaultConfig fields accepted)."""
+    tool_timeout: float | None = 10.0
+    """Seconds per call of a function or LangChain tool wrapped here (Tools keep theirs)."""
+    max_turns: int = 4
+    """Turns per episode when tools are offered (without tools: one turn)."""
+    max_calls_per_turn: int = 4
+    """Tool calls run per turn; further ones are refused with a penalty each."""
     max_observation_chars: int = 2048
     """Longest observation."""
     max_action_chars: int = 8192
@@ -206,21 +243,33 @@ class ReasoningConfig:
         if bad or not self.kinds:
             raise ConfigError("unknown or empty problem kinds", field="kinds", got=bad,
                               fix=f"choose from {list(PROBLEM_KINDS)}")
-        for name, lo in (("max_observation_chars", 512), ("max_action_chars", 64)):
+        for name in ("tools", "extra_tools"):
+            value = getattr(self, name)
+            if isinstance(value, str) or not isinstance(value, Sequence):
+                raise ConfigError("must be a list of tools", field=name, got=value,
+                                  fix=f"pass e.g. {name}=['calculator', my_function]")
+            object.__setattr__(self, name, tuple(value))
+        object.__setattr__(self, "faults", {
+            k: v if isinstance(v, FaultConfig) else FaultConfig(**v)
+            for k, v in dict(self.faults).items()})
+        for name, lo in (("max_observation_chars", 512), ("max_action_chars", 64),
+                         ("max_turns", 1), ("max_calls_per_turn", 1)):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < lo:
                 raise ConfigError(f"must be an int >= {lo}", field=name, got=v,
                                   fix=f"pass {name}={lo * 4}")
 
-    def composer(self) -> Composer:
+    def composer(self, *, with_tools: bool = False) -> Composer:
         """correctness 1.0, format 0.1; detectors, shaped correctness and lenient_match logged
-        at weight 0."""
+        at weight 0; with tools also :data:`TOOL_REWARDS`."""
         correctness = ReasoningCorrectness()
         instances: list[RewardComponent] = [
             correctness, AnswerGuessing(), FormatGaming(), LengthGaming(),
-            ShapedCorrectness(correctness=correctness), ReasoningLenient()]
+            ShapedCorrectness(correctness=correctness), ReasoningLenient(), ActionPenalty(),
+            ToolFailures()]
         weights = {"correctness": 1.0, "format": 0.1, "shaped_correctness": 0.0,
-                   "lenient_match": 0.0, **dict.fromkeys(DETECTORS, 0.0)}
+                   "lenient_match": 0.0, **dict.fromkeys(DETECTORS, 0.0),
+                   **(TOOL_REWARDS if with_tools else {})}
         return Composer(RewardSpec(weights=weights).override(self.reward_weights),
                         instances=instances)
 
@@ -261,10 +310,16 @@ class ReasoningEnv(TextEnv):
     Kind, difficulty (if None) and problem drawn from ``self.np_random``.
 
     ## Episode End
-    Terminated after the one response. Never truncated.
+    Terminated after the one response. Never truncated. With tools: a reply holding a
+    ``<tool_call>`` runs its calls (results in ``<tool_response>`` blocks) and the
+    episode goes on; the first reply without one is final; truncated after
+    ``max_turns`` turns.
 
     ## Arguments
-    See :class:`ReasoningConfig`: ``difficulty``, ``kinds``, ``reward_weights``.
+    See :class:`ReasoningConfig`: ``difficulty``, ``kinds``, ``reward_weights``, and
+    ``tools`` / ``extra_tools`` (both add tools; the env has none of its own), which
+    also add ``tool_efficiency`` (0.2), ``action_penalty`` (1.0) and ``tool_failures``
+    (0.0) to the rewards.
 
     ## Version History
     * v0: initial version. Before 0.2 the instruction showed ``\\boxed{42}`` as an
@@ -292,14 +347,31 @@ class ReasoningEnv(TextEnv):
         self.config = ReasoningConfig(**kwargs)
         super().__init__(max_observation_chars=self.config.max_observation_chars,
                          max_action_chars=self.config.max_action_chars, render_mode=render_mode)
-        self.composer = self.config.composer()
+        from thinkgym.tools.resolve import build_tool_set
+
+        self.tools = build_tool_set({}, self.config.tools, self.config.extra_tools,
+                                    env="Reasoning-v0", timeout=self.config.tool_timeout)
+        self.faults = check_faults(self.config.faults, list(self.tools))
+        self._runner = CallRunner(self.tools, emit=self.emit,
+                                  max_observation_chars=self.config.max_observation_chars,
+                                  max_calls_per_turn=self.config.max_calls_per_turn)
+        self._faults: FaultInjector | None = None
+        self.composer = self.config.composer(with_tools=bool(self.tools))
         self.problem: Problem | None = None
+        self._turn = 0
+        self._prior_calls = 0
 
     def _reset_episode(self) -> tuple[str, dict[str, Any]]:
         difficulty = self.config.difficulty or int(self.np_random.integers(1, 6))
         self.problem = generate_problem(self.np_random, difficulty=difficulty,
                                         kinds=self.config.kinds)
-        prompt = f"{INSTRUCTION}\n\nProblem: {self.problem.question}\n"
+        self._turn, self._prior_calls = 0, 0
+        instruction = INSTRUCTION
+        if self.tools:  # drawn only with tools: the default episodes stay as they were
+            self._faults = FaultInjector(
+                self.faults, np.random.default_rng(int(self.np_random.integers(2**63))))
+            instruction += "\n\n" + TOOLS_TEXT.format(schemas=tool_specs_json(self.tools))
+        prompt = f"{instruction}\n\nProblem: {self.problem.question}\n"
         return prompt, self._problem_info()
 
     def _problem_info(self) -> dict[str, Any]:
@@ -313,14 +385,41 @@ class ReasoningEnv(TextEnv):
         p = self.problem
         if p is None:  # unreachable: TextEnv guards step() before reset()
             raise ConfigError("no problem drawn", fix="call reset() first")
+        self._turn += 1
+        if self.tools and CALL.search(action):
+            return self._tool_turn(action, p)
         answer = boxed_answer(action)
         inp = RewardInput(completion=self.transcript.text, prompt=self._prompt, answer=answer,
                           references=(p.answer,), protocol="boxed", done=True,
+                          env_spans=tuple(self.transcript.env_spans),
+                          prior_tool_calls=self._prior_calls,
                           metadata={"answer_type": p.answer_type})
-        result = self.composer.score(inp, turn=0)
+        result = self.composer.score(inp, turn=self._turn - 1)
         detectors = {name: self.composer.component(name).reasons(inp) for name in DETECTORS
                      if name in self.composer.names}
         info = {**self._problem_info(), "boxed_answer": answer, "agent_answer": answer,
                 "correct": result.components["correctness"]["raw"] == 1.0,
                 "detectors": detectors, "reward_components": result.components}
         return "", result.total, True, False, info
+
+    def _tool_turn(self, action: str, p: Problem) -> tuple[str, float, bool, bool, dict]:
+        """Run the turn's calls; out of turns, the episode is truncated without an answer."""
+        turn = self._runner.run_turn(action, self._faults, Penalties())
+        truncated = self._turn >= self.config.max_turns
+        caused = [c for c in turn.calls if not c.injected]
+        inp = RewardInput(
+            completion=self.transcript.text, prompt=self._prompt, answer=None,
+            references=(p.answer,) if truncated else (), protocol="boxed", done=truncated,
+            truncated=truncated, env_spans=tuple(self.transcript.env_spans),
+            tool_calls=tuple(ToolCallRecord(c.name, dict(c.arguments), ok=c.ok, error=c.error)
+                             for c in caused), prior_tool_calls=self._prior_calls,
+            metadata={"answer_type": p.answer_type, "penalty": turn.penalty,
+                      "tool_failures": sum(not c.ok for c in turn.calls)})
+        self._prior_calls += len(caused)
+        result = self.composer.score(inp, turn=self._turn - 1)
+        info: dict[str, Any] = {"turn": self._turn, "reward_components": result.components,
+                                "calls": [dataclasses.asdict(c) for c in turn.calls]}
+        if truncated:
+            info.update(self._problem_info(), boxed_answer=None, agent_answer=None,
+                        correct=False)
+        return turn.observation, result.total, False, truncated, info

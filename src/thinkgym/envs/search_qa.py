@@ -11,17 +11,29 @@ from __future__ import annotations
 import dataclasses
 import functools
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
 
+import numpy as np
+
 from thinkgym.envs.text_env import TextEnv
+from thinkgym.envs.tool_turns import (
+    CallLog,
+    CallRunner,
+    FaultConfig,
+    FaultInjector,
+    ToolFailures,
+    check_faults,
+    tool_specs_json,
+)
+from thinkgym.envs.toolcall_repair import CallParseError, parse_tool_call
 from thinkgym.envs.worlds.knowledge import KnowledgeWorld, WorldConfig, build_world
 from thinkgym.envs.worlds.questions import SPLITS, Question, Split
 from thinkgym.errors import ConfigError, EnvStateError, ToolError, check_int_fields
-from thinkgym.protocols import RewardInput
-from thinkgym.rewards import Composer, RewardSpec, StepReward
+from thinkgym.protocols import RewardInput, ToolCallRecord
+from thinkgym.rewards import FORMAT_PROTOCOLS, Composer, RewardSpec, StepReward, TagProtocol
 from thinkgym.tools.builtins import make_search_tool
 from thinkgym.tools.retrieval import Retriever, RetrieverConfig
 
@@ -32,13 +44,32 @@ DEFAULT_REWARDS = RewardSpec(weights={"exact_match": 1.0, "f1": 0.0, "lenient_ma
                                       "format": 0.2, "search_cost": 1.0, "invalid_action": 1.0})
 """Component weights; override any of them with ``reward_weights`` (see the env's Rewards)."""
 
+TOOL_REWARDS = {"tool_efficiency": 0.2, "tool_failures": 0.0}
+"""Added to :data:`DEFAULT_REWARDS` when the env offers user tools."""
+
+TOOLS_PROTOCOL = "search_tool"
+if TOOLS_PROTOCOL not in FORMAT_PROTOCOLS:
+    # Search-R1 plus one JSON tool call as an alternative action: T((SI|CR)T)*A.
+    FORMAT_PROTOCOLS.register(TOOLS_PROTOCOL, TagProtocol(
+        TOOLS_PROTOCOL, {"think": "T", "search": "S", "information": "I", "tool_call": "C",
+                         "tool_response": "R", "answer": "A"},
+        episode=r"T((SI|CR)T)*A", turn=r"T((SI|CR)T)*(SI?|CR?)",
+        env_tags=frozenset({"information", "tool_response"}),
+        json_tags=frozenset({"tool_call"})))
+
 PROMPT = (
     "Answer the question. Reason inside <think> and </think> every time before you act. "
     "To look something up, write <search> query </search>: a search engine returns the "
     "{top_k} most relevant passages between <information> and </information>. You may "
     "search at most {budget} times. When you know the answer, write only the answer "
     "inside <answer> and </answer>, for example <answer> Lisbon </answer>.\n"
-    "Question: {question}\n"
+    "{tools}Question: {question}\n"
+)
+TOOLS_TEXT = (
+    "Instead of a search you may call one of these tools: write <tool_call>{{\"name\": "
+    "\"<tool name>\", \"arguments\": {{...}}}}</tool_call> (one action per turn); the result "
+    "comes back between <tool_response> and </tool_response>.\nTools (JSON schemas):\n"
+    "{schemas}\n"
 )
 
 
@@ -68,6 +99,16 @@ class SearchQAConfig:
     """Gates, e.g. ``{"exact_match": "format"}``: EM counts only for a well-formed episode."""
     retriever: RetrieverConfig = field(default_factory=RetrieverConfig)
     """Encoder, index kind and cache of the retriever (a dict of its fields is accepted)."""
+    tools: Sequence[Any] = ()
+    """User tools the agent may call with ``<tool_call>`` as an alternative action (registry
+    names, Tools, LangChain tools, typed functions). ``<search>`` is the task's own tool and
+    stays: here ``tools`` adds, like ``extra_tools``; a tool called ``search`` raises."""
+    extra_tools: Sequence[Any] = ()
+    """More user tools (same rules as ``tools``)."""
+    faults: Mapping[str, FaultConfig] = field(default_factory=dict)
+    """User tool name -> injected faults (dicts of FaultConfig fields accepted)."""
+    tool_timeout: float | None = 10.0
+    """Seconds per call of a user function or LangChain tool wrapped here."""
     max_observation_chars: int = 4096
     """Longest observation (prompt or ``<information>`` block)."""
     max_action_chars: int = 2048
@@ -78,6 +119,15 @@ class SearchQAConfig:
             object.__setattr__(self, "retriever", RetrieverConfig(**self.retriever))
         object.__setattr__(self, "reward_weights", MappingProxyType(dict(self.reward_weights)))
         object.__setattr__(self, "reward_gates", MappingProxyType(dict(self.reward_gates)))
+        for name in ("tools", "extra_tools"):
+            value = getattr(self, name)
+            if isinstance(value, str) or not isinstance(value, Sequence):
+                raise ConfigError("must be a list of tools", field=name, got=value,
+                                  fix=f"pass e.g. {name}=[my_function]")
+            object.__setattr__(self, name, tuple(value))
+        object.__setattr__(self, "faults", MappingProxyType({
+            k: v if isinstance(v, FaultConfig) else FaultConfig(**v)
+            for k, v in dict(self.faults).items()}))
         if self.split not in SPLITS:
             raise ConfigError("unknown split", field="split", got=self.split,
                               fix=f"use one of {list(SPLITS)}")
@@ -95,30 +145,36 @@ class SearchQAConfig:
         """The :class:`WorldConfig` of the corpus."""
         return WorldConfig(num_passages=self.num_passages, seed=self.world_seed)
 
-    def composer(self) -> Composer:
-        """EM, F1 (logged), strict format, search cost and the invalid-action penalty."""
+    def composer(self, *, with_tools: bool = False) -> Composer:
+        """EM, F1 (logged), strict format, search cost and the invalid-action penalty; with
+        user tools also :data:`TOOL_REWARDS`."""
         penalty = StepReward(valid_bonus=0.0, early_bonus=0.0,
                              invalid_penalty=float(self.invalid_action_penalty),
                              name="invalid_action")
-        spec = DEFAULT_REWARDS.override(self.reward_weights, self.reward_gates)
-        return Composer(spec, instances=[penalty])
+        base = DEFAULT_REWARDS.override(TOOL_REWARDS) if with_tools else DEFAULT_REWARDS
+        spec = base.override(self.reward_weights, self.reward_gates)
+        return Composer(spec, instances=[penalty, ToolFailures()])
 
 
 # -- the agent's action -----------------------------------------------------------------
 _TAG = re.compile(r"<(/?)(think|search|answer|information)>")
+_TAG_TOOLS = re.compile(r"<(/?)(think|search|answer|information|tool_call|tool_response)>")
 
 
 @dataclass(frozen=True)
 class ParsedAction:
     """What one agent turn asks for: a search, an answer, or an error to report."""
 
-    kind: Literal["search", "answer"] | None
+    kind: Literal["search", "answer", "tool_call"] | None
     content: str = ""
     error: str | None = None
 
 
-def parse_action(text: str) -> ParsedAction:
+def parse_action(text: str, *, tool_calls: bool = False) -> ParsedAction:
     """Read one turn: ``<think>...</think>`` (optional here) then one ``<search>`` or ``<answer>``.
+
+    With ``tool_calls`` (an env with user tools), ``<tool_call>`` is a third kind of
+    action and an agent-written ``<tool_response>`` is an error like ``<information>``.
 
     Malformed turns (no action tag, both tags or two actions, an empty action, an
     unclosed, stray or nested tag, an agent-written ``<information>``) give
@@ -129,13 +185,15 @@ def parse_action(text: str) -> ParsedAction:
     ParsedAction(kind='search', content='Veltra', error=None)
     >>> parse_action("<search>a</search><answer>b</answer>").error
     'more than one action in a turn (2)'
+    >>> parse_action('<tool_call>{"name": "f"}</tool_call>', tool_calls=True).kind
+    'tool_call'
     """
     actions: list[tuple[str, str]] = []
     open_tag, content_at = None, 0
-    for m in _TAG.finditer(text):
+    for m in (_TAG_TOOLS if tool_calls else _TAG).finditer(text):
         closing, tag = m.group(1) == "/", m.group(2)
-        if tag == "information":
-            return ParsedAction(None, error="<information> is written by the environment only")
+        if tag in ("information", "tool_response"):
+            return ParsedAction(None, error=f"<{tag}> is written by the environment only")
         if open_tag is None and closing:
             return ParsedAction(None, error=f"stray </{tag}> without an opening tag")
         if open_tag is None:
@@ -149,7 +207,8 @@ def parse_action(text: str) -> ParsedAction:
     if open_tag is not None:
         return ParsedAction(None, error=f"unclosed <{open_tag}> tag")
     if not actions:
-        return ParsedAction(None, error="no <search> or <answer> tag")
+        return ParsedAction(None, error="no <search>, <tool_call> or <answer> tag" if tool_calls
+                            else "no <search> or <answer> tag")
     if len(actions) > 1:
         return ParsedAction(None, error=f"more than one action in a turn ({len(actions)})")
     kind, content = actions[0]
@@ -177,9 +236,11 @@ def read_passages(observation: str) -> list[tuple[str, str, str]]:
     return out
 
 
-def build_prompt(question: str, top_k: int, budget: int) -> str:
-    """The task prompt for ``question``."""
-    return PROMPT.format(question=question, top_k=top_k, budget=budget)
+def build_prompt(question: str, top_k: int, budget: int, tool_schemas: str | None = None,
+                 ) -> str:
+    """The task prompt for ``question`` (``tool_schemas``: the user tools' JSON, if any)."""
+    tools = TOOLS_TEXT.format(schemas=tool_schemas) if tool_schemas else ""
+    return PROMPT.format(question=question, top_k=top_k, budget=budget, tools=tools)
 
 
 @functools.lru_cache(maxsize=4)
@@ -190,6 +251,9 @@ def _retriever(world: WorldConfig, config: RetrieverConfig) -> Retriever:
 
 _CORRECTION = ("\nInvalid action: {error}. Write your reasoning in <think> ... </think>, then "
                "exactly one of <search> query </search> or <answer> answer </answer>.\n")
+_CORRECTION_TOOLS = ("\nInvalid action: {error}. Write your reasoning in <think> ... </think>, "
+                     "then exactly one of <search> query </search>, <tool_call>{{\"name\": ..., "
+                     "\"arguments\": {{...}}}}</tool_call> or <answer> answer </answer>.\n")
 _OVER_BUDGET = ("\n<information>\nNo search: all {budget} searches of this episode are used. "
                 "Answer now with <answer> ... </answer>.\n</information>\n")
 
@@ -212,7 +276,10 @@ class SearchQAEnv(TextEnv):
     Malformed turns — no action tag, two actions (``<search>`` and ``<answer>``,
     or two searches), an empty action, an unclosed, stray or nested tag, or an
     agent-written ``<information>`` — get a corrective observation and the
-    ``invalid_action`` penalty, and use up the turn.
+    ``invalid_action`` penalty, and use up the turn. With user tools (``tools`` /
+    ``extra_tools``), ``<tool_call>{"name": ..., "arguments": {...}}</tool_call>`` is a
+    third action; its result (or error) comes back in ``<tool_response>``, and the
+    format protocol becomes ``search_tool`` (``T((SI|CR)T)*A``).
 
     ## Observation Space
     Text of up to ``max_observation_chars`` characters. ``reset`` returns the
@@ -241,7 +308,9 @@ class SearchQAEnv(TextEnv):
       any malformed turn fails it;
     * ``search_cost`` (1.0): -0.1 per executed search;
     * ``invalid_action`` (1.0): ``invalid_action_penalty`` (-0.2) per malformed
-      turn or search beyond the budget.
+      turn or search beyond the budget;
+    * with user tools only: ``tool_efficiency`` (0.2: -1.0 per failed call the agent
+      caused) and ``tool_failures`` (0.0: failed calls, injected faults included).
 
     ## Starting State
     The world is fixed by ``num_passages`` and ``world_seed``; ``reset(seed)``
@@ -256,7 +325,8 @@ class SearchQAEnv(TextEnv):
 
     ## Arguments
     See :class:`SearchQAConfig`; pass its fields to ``gym.make``, e.g.
-    ``gym.make("SearchQA-v0", split="test", top_k=5)``. The first ``make`` of a
+    ``gym.make("SearchQA-v0", split="test", top_k=5)``; user tools with
+    ``extra_tools=[fn]`` (see ``docs/tools.md``). The first ``make`` of a
     world embeds its passages (seconds for the default 1,200; cached on disk
     under ``$THINKGYM_CACHE`` or ``~/.cache/thinkgym`` afterwards).
 
@@ -291,7 +361,17 @@ class SearchQAEnv(TextEnv):
         self.config = dataclasses.replace(config, **kwargs) if config else SearchQAConfig(**kwargs)
         super().__init__(max_observation_chars=self.config.max_observation_chars,
                          max_action_chars=self.config.max_action_chars, render_mode=render_mode)
-        self.composer = self.config.composer()
+        from thinkgym.tools.resolve import build_tool_set
+
+        self.tools = build_tool_set({}, self.config.tools, self.config.extra_tools,
+                                    env="SearchQA-v0", timeout=self.config.tool_timeout,
+                                    reserved={"search": "the <search> action"})
+        self.faults = check_faults(self.config.faults, list(self.tools))
+        self._runner = CallRunner(self.tools, emit=self.emit,
+                                  max_observation_chars=self.config.max_observation_chars,
+                                  max_calls_per_turn=1)
+        self._faults: FaultInjector | None = None
+        self.composer = self.config.composer(with_tools=bool(self.tools))
         self.world: KnowledgeWorld = build_world(self.config.world_config)
         self.retriever = _retriever(self.config.world_config, self.config.retriever)
         self.search_tool = make_search_tool(self.retriever, k=self.config.top_k)
@@ -314,8 +394,14 @@ class SearchQAEnv(TextEnv):
             raise ConfigError("options['index'] must be a non-negative int", field="index",
                               got=index, fix="pass options={'index': 0}")
         self.question = self.world.question(self.config.split, index)
-        self._turn, self._searches = 0, 0
-        prompt = build_prompt(self.question.text, self.config.top_k, self.config.search_budget)
+        self._turn, self._searches, self._prior_calls = 0, 0, 0
+        schemas = None
+        if self.tools:  # drawn only with user tools: the default episodes stay as they were
+            fault_seed = int(self.np_random.integers(2**63))
+            self._faults = FaultInjector(self.faults, np.random.default_rng(fault_seed))
+            schemas = tool_specs_json(self.tools)
+        prompt = build_prompt(self.question.text, self.config.top_k, self.config.search_budget,
+                              schemas)
         return prompt, {"question": self.question.text, "question_id": self.question.id,
                         "question_type": self.question.qtype, "split": self.config.split,
                         "index": index, "search_budget": self.config.search_budget,
@@ -330,11 +416,23 @@ class SearchQAEnv(TextEnv):
         question = self._current_question()
         turn_start = len(self.transcript.text) - len(action)
         self._turn += 1
-        parsed = parse_action(action)
+        parsed = parse_action(action, tool_calls=bool(self.tools))
         searched, invalid, answer, terminated = 0, 0, None, False
+        calls: tuple[CallLog, ...] = ()
+        if parsed.kind == "tool_call":
+            call = parse_tool_call(parsed.content)
+            if isinstance(call, CallParseError):
+                parsed = ParsedAction(None, error=f"malformed tool call: {call.problem}")
+            else:
+                log, obs = self._runner.execute(call.name, call.arguments, call.repairs,
+                                                self._faults)
+                calls = (log,)
         if parsed.kind is None:
             invalid = 1
-            obs = self.emit(_CORRECTION.format(error=parsed.error))
+            template = _CORRECTION_TOOLS if self.tools else _CORRECTION
+            obs = self.emit(template.format(error=parsed.error))
+        elif parsed.kind == "tool_call":
+            pass
         elif parsed.kind == "answer":
             answer, terminated, obs = parsed.content, True, ""
         elif self._searches >= self.config.search_budget:
@@ -348,11 +446,14 @@ class SearchQAEnv(TextEnv):
         done = terminated or truncated
         score = self.composer.score(self._reward_input(
             question, turn_start, answer=answer, searched=searched, invalid=invalid, done=done,
-            truncated=truncated), turn=self._turn - 1)
+            truncated=truncated, calls=calls), turn=self._turn - 1)
+        self._prior_calls += sum(not c.injected for c in calls)
         info: dict[str, Any] = {
             "reward_components": score.components, "turn": self._turn,
             "action": parsed.kind or "invalid", "action_error": parsed.error,
             "searches_used": self._searches, "search_budget": self.config.search_budget}
+        if self.tools:
+            info["calls"] = [dataclasses.asdict(c) for c in calls]
         if parsed.kind == "search" and not searched:
             info["action_error"] = "search budget exhausted"
         if done:
@@ -370,14 +471,20 @@ class SearchQAEnv(TextEnv):
         return head + text[:room] + tail  # the closing tag always survives clipping
 
     def _reward_input(self, question: Question, turn_start: int, *, answer: str | None,
-                      searched: int, invalid: int, done: bool, truncated: bool) -> RewardInput:
+                      searched: int, invalid: int, done: bool, truncated: bool,
+                      calls: tuple[CallLog, ...] = ()) -> RewardInput:
         # Final turn: the whole transcript (the strict format judges the episode).
         # Mid-episode: this turn's text, with its env spans shifted to match.
         start = 0 if done else turn_start
         spans = tuple((s - start, e - start) for s, e in self.transcript.env_spans if s >= start)
         return RewardInput(
             completion=self.transcript.text[start:], prompt=question.text, answer=answer,
-            references=question.answers if done else (), protocol="search", env_spans=spans,
+            references=question.answers if done else (),
+            protocol=TOOLS_PROTOCOL if self.tools else "search", env_spans=spans,
             invalid_steps=invalid, steps_used=self._turn, step_budget=self.config.max_turns,
             num_searches=searched, prior_searches=self._searches - searched, done=done,
-            truncated=truncated)
+            truncated=truncated, tool_calls=tuple(
+                ToolCallRecord(c.name, dict(c.arguments), ok=c.ok, error=c.error)
+                for c in calls if not c.injected),
+            prior_tool_calls=self._prior_calls,
+            metadata={"tool_failures": sum(not c.ok for c in calls)} if self.tools else {})

@@ -3,66 +3,38 @@
 from __future__ import annotations
 
 import dataclasses
-import json
-import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from thinkgym.envs.text_env import TextEnv, clip_text
+from thinkgym.envs.text_env import TextEnv
+from thinkgym.envs.tool_turns import (
+    FORMAT_PROTOCOL,
+    CallLog,
+    CallRunner,
+    FaultConfig,
+    FaultInjector,
+    Penalties,
+    check_faults,
+)
 from thinkgym.envs.toolcall_eval import (
     EPISODE_METRICS,
-    CallLog,
     WorldSnapshot,
     episode_metrics,
     reward_components,
     verify,
 )
-from thinkgym.envs.toolcall_repair import CallParseError, parse_tool_call
 from thinkgym.envs.worlds.store import StoreConfig, StoreWorld, generate_world
 from thinkgym.envs.worlds.store_tasks import TASK_KINDS, StoreTask, generate_task
 from thinkgym.envs.worlds.store_tools import build_prompt, make_store_tools
-from thinkgym.errors import ConfigError, EnvStateError, ToolError, ToolTimeout
+from thinkgym.errors import ConfigError, EnvStateError
 from thinkgym.protocols import RewardInput, ToolCallRecord
-from thinkgym.rewards import FORMAT_PROTOCOLS, Composer, RewardSpec, TagProtocol
+from thinkgym.rewards import Composer, RewardSpec
+from thinkgym.tools.resolve import build_tool_set
 
 __all__ = ["DEFAULT_FAULTS", "FaultConfig", "ToolCallConfig", "ToolCallEnv"]
-
-FORMAT_PROTOCOL = "tool_multi"
-if FORMAT_PROTOCOL not in FORMAT_PROTOCOLS:
-    # The library's "tool" protocol allows one call per turn (C R); this env allows several.
-    FORMAT_PROTOCOLS.register(FORMAT_PROTOCOL, TagProtocol(
-        FORMAT_PROTOCOL, {"think": "T", "tool_call": "C", "tool_response": "R", "answer": "A"},
-        episode=r"(T?C+R+)*T?A", turn=r"(T?C+R+)*T?C+R*", env_tags=frozenset({"tool_response"}),
-        json_tags=frozenset({"tool_call"})))
-
-_CALL = re.compile(r"<tool_call>(.*?)</tool_call>", re.DOTALL)
-_ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
-
-
-@dataclass(frozen=True)
-class FaultConfig:
-    """Injected failures of one tool; each call draws once from the episode's fault stream."""
-
-    error_rate: float = 0.0
-    """Probability that a call fails with "temporarily unavailable" (a retry may work)."""
-    timeout_rate: float = 0.0
-    """Probability that a call times out (a retry may work)."""
-    outage_rate: float = 0.0
-    """Probability, per episode, that the tool is down for the whole episode (fall back)."""
-
-    def __post_init__(self) -> None:
-        for name in ("error_rate", "timeout_rate", "outage_rate"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int | float) or not 0.0 <= v <= 1.0:
-                raise ConfigError("must be a probability in [0, 1]", field=name, got=v,
-                                  fix=f"pass e.g. {name}=0.1")
-        if self.error_rate + self.timeout_rate > 1.0:
-            raise ConfigError("error_rate + timeout_rate must be <= 1", field="error_rate",
-                              got=(self.error_rate, self.timeout_rate), fix="lower one of them")
-
 
 DEFAULT_FAULTS: dict[str, FaultConfig] = {
     "search_product": FaultConfig(error_rate=0.1, timeout_rate=0.05),
@@ -85,7 +57,17 @@ class ToolCallConfig:
     task_kinds: tuple[str, ...] = TASK_KINDS
     """Task kinds an episode is drawn from (uniformly); see ``store_tasks``."""
     faults: Mapping[str, FaultConfig] = field(default_factory=lambda: dict(DEFAULT_FAULTS))
-    """Tool name -> injected faults (dicts of FaultConfig fields accepted; ``{}``: none)."""
+    """Tool name -> injected faults (dicts of FaultConfig fields accepted; ``{}``: none); user
+    tools may be named too. The defaults apply to whichever store tools are offered."""
+    tools: Sequence[Any] | None = None
+    """Replaces the tool set: store tool names pick built-ins, other entries are user tools
+    (registry names, Tools, LangChain tools, typed functions; see
+    :mod:`thinkgym.tools.resolve`). None: the four store tools."""
+    extra_tools: Sequence[Any] = ()
+    """User tools added to the set; a name clash with a store tool raises, naming both."""
+    tool_timeout: float | None = 10.0
+    """Seconds per call of a user function or LangChain tool wrapped here (Tools keep their
+    own)."""
     max_turns: int = 8
     """Agent turns per episode; the episode is truncated after the last one."""
     max_calls_per_turn: int = 4
@@ -109,11 +91,13 @@ class ToolCallConfig:
             object.__setattr__(self, "store", StoreConfig(**self.store))
         faults = {k: v if isinstance(v, FaultConfig) else FaultConfig(**v)
                   for k, v in dict(self.faults).items()}
-        unknown = sorted(set(faults) - set(TOOL_NAMES))
-        if unknown:
-            raise ConfigError("faults for unknown tools", field="faults", got=unknown,
-                              fix=f"use tool names from {list(TOOL_NAMES)}")
+        if self.tools is None and not self.extra_tools:  # else checked against the tool set
+            check_faults(faults, list(TOOL_NAMES))
         object.__setattr__(self, "faults", faults)
+        object.__setattr__(self, "extra_tools", tuple(self.extra_tools))
+        if self.tools is not None:
+            object.__setattr__(self, "tools", tuple(self.tools) if not isinstance(
+                self.tools, str) else self.tools)
         object.__setattr__(self, "task_kinds", tuple(self.task_kinds))
         bad = [k for k in self.task_kinds if k not in TASK_KINDS]
         if bad or not self.task_kinds:
@@ -190,13 +174,17 @@ class ToolCallEnv(TextEnv):
     the agent.
 
     ## Arguments
-    See :class:`ToolCallConfig`.
+    See :class:`ToolCallConfig`. User tools: ``extra_tools=[...]`` adds to the store
+    tools (a name clash raises, naming both); ``tools=[...]`` replaces the set, where
+    store tool names pick the built-ins. A user tool the task does not need counts as
+    a wrong tool in ``tool_efficiency``.
 
     ## Version History
     * v0: initial version.
 
     Example::
 
+        >>> import json
         >>> import gymnasium as gym
         >>> import thinkgym
         >>> env = gym.make("ToolCall-v0", faults={}, task_kinds=("price_lookup",))
@@ -222,7 +210,19 @@ class ToolCallEnv(TextEnv):
                          max_action_chars=self.config.max_action_chars, render_mode=render_mode)
         self.composer = self.config.composer()
         self.world: StoreWorld = generate_world(np.random.default_rng(0), self.config.store)
-        self.tools = make_store_tools(lambda: self.world)
+        self.tools = build_tool_set(make_store_tools(lambda: self.world), self.config.tools,
+                                    self.config.extra_tools, env="ToolCall-v0",
+                                    timeout=self.config.tool_timeout)
+        faults = dict(self.config.faults)
+        if faults == DEFAULT_FAULTS:  # the defaults follow the offered store tools
+            faults = {k: v for k, v in faults.items() if k in self.tools}
+        self.faults = check_faults(faults, list(self.tools))
+        self._runner = CallRunner(self.tools, emit=self.emit,
+                                  max_observation_chars=self.config.max_observation_chars,
+                                  max_calls_per_turn=self.config.max_calls_per_turn)
+        self._penalties = Penalties(self.config.malformed_penalty,
+                                    self.config.no_action_penalty,
+                                    self.config.excess_call_penalty)
         self.task: StoreTask | None = None
 
     # -- episode ----------------------------------------------------------------------------
@@ -232,9 +232,7 @@ class ToolCallEnv(TextEnv):
         self.world = generate_world(world_rng, self.config.store)
         self.task = generate_task(self.world, world_rng, kinds=self.config.task_kinds)
         self._start = WorldSnapshot.of(self.world)
-        self._fault_rng = np.random.default_rng(fault_seed)
-        self._down = {name for name, f in self.config.faults.items()
-                      if f.outage_rate and self._fault_rng.random() < f.outage_rate}
+        self._faults = FaultInjector(self.faults, np.random.default_rng(fault_seed))
         self._calls: list[CallLog] = []
         self._turn = 0
         prompt = build_prompt(self.world, self.tools, self.task.question)
@@ -253,40 +251,12 @@ class ToolCallEnv(TextEnv):
 
     def _step_episode(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
         self._turn += 1
-        penalty, problems, out = 0.0, [], []
-        bodies = _CALL.findall(action)
-        answers = _ANSWER.findall(action)
-        if action.count("<tool_call>") != len(bodies) or action.count("<answer>") != len(
-                answers):
-            problems.append("an unclosed <tool_call> or <answer> tag")
-        new_logs: list[CallLog] = []
-        limit = self.config.max_calls_per_turn
-        if len(bodies) > limit:
-            penalty += self.config.excess_call_penalty * (len(bodies) - limit)
-        for body in bodies[:limit]:
-            parsed = parse_tool_call(body)
-            if isinstance(parsed, CallParseError):
-                penalty += self.config.malformed_penalty
-                out.append(self._respond(None, error=f"malformed tool call: {parsed.problem}. "
-                                         'Write {"name": "<tool>", "arguments": {...}}'))
-                continue
-            log, text = self._execute(parsed.name, parsed.arguments, parsed.repairs)
-            new_logs.append(log)
-            out.append(text)
-        if len(bodies) > limit:
-            out.append(self._respond(None, error=f"{len(bodies) - limit} call(s) not executed: "
-                                     f"at most {limit} calls per turn"))
-        if not bodies and not answers:
-            penalty += self.config.no_action_penalty
-            what = problems[0] if problems else "no <tool_call> or <answer> found"
-            out.append(self._respond(None, error=f"{what}. Call a tool with <tool_call>"
-                                     '{"name": ..., "arguments": {...}}</tool_call> or finish '
-                                     "with <answer>...</answer>"))
-        self._calls.extend(new_logs)
-        answer = answers[-1].strip() if answers else None
-        terminated = answer is not None
+        turn = self._runner.run_turn(action, self._faults, self._penalties)
+        self._calls.extend(turn.calls)
+        terminated = turn.answer is not None
         truncated = not terminated and self._turn >= self.config.max_turns
-        return self._finish("".join(out), new_logs, answer, penalty, terminated, truncated)
+        return self._finish(turn.observation, list(turn.calls), turn.answer, turn.penalty,
+                            terminated, truncated)
 
     def _finish(self, obs: str, new_logs: list[CallLog], answer: str | None, penalty: float,
                 terminated: bool, truncated: bool) -> tuple[str, float, bool, bool, dict]:
@@ -316,59 +286,3 @@ class ToolCallEnv(TextEnv):
         result = self.composer.score(inp, turn=self._turn - 1)
         info["reward_components"] = result.components
         return obs, result.total, terminated, truncated, info
-
-    # -- tools ----------------------------------------------------------------------------
-    def _fault(self, name: str) -> ToolError | None:
-        spec = self.config.faults.get(name)
-        if spec is None:
-            return None
-        u = self._fault_rng.random()
-        if name in self._down:
-            return ToolError("the service is down for maintenance", tool=name,
-                             fix="do not retry; get the result another way")
-        if u < spec.error_rate:
-            return ToolError("service temporarily unavailable (HTTP 503)", tool=name,
-                             fix="retry the same call")
-        if u < spec.error_rate + spec.timeout_rate:
-            return ToolTimeout("no answer within 2 s", tool=name,
-                               fix="retry the call, or get the result another way")
-        return None
-
-    def _execute(self, name: str, arguments: dict[str, Any],
-                 repairs: tuple[str, ...]) -> tuple[CallLog, str]:
-        from thinkgym.tools import invoke, validate_arguments
-
-        try:
-            if name in self.tools:
-                validate_arguments(self.tools[name].parameters, arguments, tool=name)
-                fault = self._fault(name)
-                if fault is not None:
-                    return (CallLog(name, arguments, ok=False, injected=True, error=str(fault),
-                                    repairs=repairs), self._respond(name, error=str(fault)))
-            output = invoke(self.tools, name, arguments).output
-        except ToolError as exc:
-            return (CallLog(name, arguments, ok=False, error=str(exc), repairs=repairs),
-                    self._respond(name, error=str(exc)))
-        try:
-            content: Any = json.loads(output)
-        except ValueError:
-            content = output
-        return CallLog(name, arguments, repairs=repairs), self._respond(name, content=content)
-
-    def _respond(self, name: str | None, *, content: Any = None, error: str | None = None,
-                 ) -> str:
-        # At most max_calls_per_turn + 1 responses per turn share the observation budget;
-        # an over-long part is cut inside the JSON string, so the response stays valid JSON.
-        budget = self.config.max_observation_chars // (self.config.max_calls_per_turn + 1)
-        body: dict[str, Any] = {} if name is None else {"name": name}
-        body.update({"error": error} if error is not None else {"content": content})
-        text = json.dumps(body, ensure_ascii=False)
-        overflow = len(text) + len("<tool_response></tool_response>") - budget
-        if overflow > 0:
-            key = "error" if error is not None else "content"
-            value = body[key] if isinstance(body[key], str) else json.dumps(
-                body[key], ensure_ascii=False)
-            body[key] = clip_text(value, max(16, len(value) - overflow - 8))
-            text = json.dumps(body, ensure_ascii=False)
-        return self.emit(f"<tool_response>{text}</tool_response>")
-

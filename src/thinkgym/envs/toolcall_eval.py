@@ -28,9 +28,10 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
+from thinkgym.envs.tool_turns import CallLog
 from thinkgym.envs.worlds.store import StoreWorld
 from thinkgym.envs.worlds.store_tasks import GoldCall, StoreTask
 from thinkgym.protocols import RewardComponent, RewardInput
@@ -40,21 +41,6 @@ __all__ = ["EPISODE_METRICS", "ActionPenalty", "CallLog", "EpisodeMetric", "Task
            "WorldSnapshot", "arguments_score", "episode_metrics", "reward_components", "verify"]
 
 _CASELESS = frozenset({"query", "location", "category"})
-
-
-@dataclass(frozen=True)
-class CallLog:
-    """One parsed call as the env executed it."""
-
-    name: str
-    arguments: Mapping[str, Any] = field(default_factory=dict)
-    ok: bool = True
-    """The call returned a result."""
-    injected: bool = False
-    """It failed because the env injected a fault (not the agent's doing)."""
-    error: str | None = None
-    repairs: tuple[str, ...] = ()
-    """JSON repair rules the call needed."""
 
 
 @dataclass(frozen=True)

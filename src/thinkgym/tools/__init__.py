@@ -83,6 +83,9 @@ Retrieval (``corpus``, ``encoders``, ``retrieval``)
     :class:`Passage`.
 LangChain (``langchain``)
     :func:`from_langchain`, :func:`to_langchain`.
+User tools in environments (``resolve``)
+    :func:`resolve_tool`, :func:`resolve_tools`, :func:`build_tool_set`, ``ToolSpec``:
+    names, Tools, LangChain tools and plain functions -> tools, one rule for every env.
 """
 
 from __future__ import annotations
@@ -125,6 +128,10 @@ _EXPORTS: dict[str, str] = {
     "RetrieverConfig": "retrieval",
     "from_langchain": "langchain",
     "to_langchain": "langchain",
+    "resolve_tool": "resolve",
+    "resolve_tools": "resolve",
+    "build_tool_set": "resolve",
+    "ToolSpec": "resolve",
 }
 
 __all__ = sorted(_EXPORTS)
