@@ -117,6 +117,36 @@ def _stage_tool_and_reasoning(args: argparse.Namespace) -> None:
         env.close()
 
 
+def _stage_user_tools(args: argparse.Namespace) -> None:
+    """A plain typed function plugged into ToolUse-v0, called by a scripted agent."""
+    import json
+
+    import gymnasium as gym
+
+    def city_temperature(city: str) -> float:
+        """Today's temperature of a city, in Fahrenheit.
+
+        Args:
+            city: The city name, e.g. "Oslo".
+        """
+        return {"Oslo": 41.0, "Lisbon": 68.0}[city]
+
+    env = gym.make("ToolUse-v0", tools=[city_temperature, "calculator"], verifier="numeric",
+                   tasks=[{"prompt": "How warm is Oslo today, in Celsius?", "answer": "5"}])
+    env.reset(seed=args.seed)
+    steps = [("city_temperature", {"city": "Paris"}), ("city_temperature", {"city": "Oslo"}),
+             ("calculator", {"expression": "(41 - 32) * 5 / 9"})]
+    for name, arguments in steps:
+        obs = env.step(f"<tool_call>{json.dumps({'name': name, 'arguments': arguments})}"
+                       "</tool_call>")[0]
+        response = obs.split("<tool_response>")[1].split("</tool_response>")[0]
+        print(f"  {name}({arguments}) -> {response[:90]}")
+    _, reward, _, _, info = env.step("<answer>5</answer>")
+    print(f"  answer 5: correct {info['correct']}, reward {reward:+.2f} (the KeyError for "
+          "Paris came back as an observation, not a crash)")
+    env.close()
+
+
 def _stage_search_qa(args: argparse.Namespace) -> None:
     """SearchQA-v0: the multi-hop oracle vs answering without retrieval, 20 held-out questions."""
     import gymnasium as gym
@@ -216,6 +246,7 @@ STAGES: list[tuple[str, Callable[[argparse.Namespace], None]]] = [
     ("CTM self-play: one cycle from parity16 (generate, challengers, tournament)",
      _stage_ctm_selfplay),
     ("tool use and reasoning: oracle vs random, 20 episodes each", _stage_tool_and_reasoning),
+    ("plug in your own tool: a typed function in ToolUse-v0", _stage_user_tools),
     ("search QA: multi-hop oracle vs no retrieval, 20 held-out questions", _stage_search_qa),
     ("LLM training: cold-start SFT then one GRPO step (tiny model, ToolCall-v0)",
      _stage_llm_training),
