@@ -393,3 +393,17 @@ def test_plug_in_a_tool_example_runs() -> None:
                          check=True, timeout=120).stdout.splitlines()
     assert out[-3:] == ["city_temperature -> 68.0", "to_celsius -> 20.0",
                         "terminated=True correct=1.0 reward=1.10"]
+
+
+def test_ctm_as_tool_example_beats_answering_directly() -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "examples" / "ctm_as_tool.py"
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                         check=True, timeout=300).stdout.splitlines()
+    direct = float(out[-2].split("accuracy")[1].split()[0])
+    thinking = float(out[-1].split("accuracy")[1].split()[0])
+    assert direct == 0.0
+    assert thinking >= 0.5  # 16 bits exactly right: the CTM reads a whole string
