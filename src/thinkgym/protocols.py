@@ -42,6 +42,8 @@ class ToolCallRecord:
     """The error message rendered to the agent when ``ok`` is False."""
     expected: bool | None = None
     """Env's verdict: was this the right tool for the task? None if the env cannot say."""
+    output: str | None = None
+    """What the tool returned (text), when the env passes it on; None otherwise."""
 
 
 @dataclass(frozen=True)

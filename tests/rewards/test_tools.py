@@ -57,3 +57,17 @@ def test_tool_magnitudes_are_validated() -> None:
         ToolEfficiency(wrong_penalty=0.5)
     with pytest.raises(ConfigError, match="cost"):
         SearchCost(cost=-0.1)
+
+
+def test_ctm_tick_cost_charges_reported_ticks_of_successful_ctm_calls() -> None:
+    from thinkgym.rewards import CTMTickCost
+
+    cost = CTMTickCost()
+    calls = (Call("ctm_think", output="answer: 1\ncertainty: 0.9\nticks: 12"),
+             Call("ctm_think", output="answer: 7\ncertainty: 0.5\nticks: 3"),
+             Call("ctm_think", ok=False, error="bad input"),
+             Call("calculator", output="ticks: 99"))
+    assert cost(RewardInput(tool_calls=calls)) == pytest.approx(-0.15)
+    assert cost(RewardInput(tool_calls=(Call("calculator", output="4"),))) is None
+    with pytest.raises(ConfigError, match="cost"):
+        CTMTickCost(cost=-1.0)

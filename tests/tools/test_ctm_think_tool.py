@@ -17,7 +17,7 @@ def _parse(out: str) -> dict[str, str]:
 def test_schema_declares_arguments() -> None:
     params = ctm_think.parameters
     assert params["required"] == ["task", "input"]
-    assert params["properties"]["task"]["enum"] == ["parity", "sort"]
+    assert params["properties"]["task"]["enum"] == ["parity", "sort", "digits"]
     assert params["properties"]["max_ticks"]["default"] == 32
 
 
@@ -73,3 +73,31 @@ def test_registered_as_a_builtin_tool() -> None:
     from thinkgym.tools import TOOLS
 
     assert TOOLS.get("ctm_think") is ctm_think
+
+
+def test_digits_glyph_grid_round_trips_the_image() -> None:
+    import numpy as np
+
+    from thinkgym.tools.ctm_think import render_glyph
+
+    image = np.arange(64, dtype=np.float32).reshape(8, 8) % 17 / 16.0
+    grid = render_glyph(image)
+    assert len(grid.splitlines()) == 8
+    assert np.array_equal(parse_input("digits", grid, 1)[0], image)
+    assert np.array_equal(parse_input("digits", grid.replace("\n", "/"), 1)[0], image)
+
+
+@pytest.mark.parametrize("text", ["0" * 63, "0" * 63 + "h", "zz"])
+def test_bad_digits_grid_is_a_tool_error(text: str) -> None:
+    with pytest.raises(ToolError, match="8 rows of 8"):
+        parse_input("digits", text, 1)
+
+
+def test_digits_checkpoint_reads_a_held_out_glyph() -> None:
+    from thinkgym.envs.ctm_puzzles import ctm_puzzles
+
+    task = ctm_puzzles("test", n_per_kind=1)[1]
+    grid = "\n".join(task["prompt"].splitlines()[1:9])
+    out = _parse(ctm_think(task="digits", input=grid, max_ticks=16, certainty=1.0))
+    assert out["answer"] == task["answer"]
+    assert 1 <= int(out["ticks"]) <= 16

@@ -72,6 +72,8 @@ class CallLog:
     error: str | None = None
     repairs: tuple[str, ...] = ()
     """JSON repair rules the call needed."""
+    output: str | None = None
+    """The tool's text output (None when the call failed)."""
 
 
 @dataclass(frozen=True)
@@ -235,7 +237,8 @@ class CallRunner:
             content: Any = json.loads(output)
         except ValueError:
             content = output
-        return CallLog(name, arguments, repairs=repairs), self.respond(name, content=content)
+        return (CallLog(name, arguments, repairs=repairs, output=output),
+                self.respond(name, content=content))
 
     def respond(self, name: str | None, *, content: Any = None, error: str | None = None) -> str:
         """One ``<tool_response>`` (recorded as an env span), cut to its share of the budget."""

@@ -2,7 +2,9 @@
 
 Tools come from :func:`thinkgym.tools.resolve_tools` (registry names, Tools, LangChain
 tools, typed functions), tasks from :func:`load_tasks` (a list of dicts, a JSONL path, any
-iterable such as a ``datasets.Dataset``), verifiers from :mod:`thinkgym.envs.verifiers`.
+iterable such as a ``datasets.Dataset``) or a named task set
+(:mod:`thinkgym.envs.task_sets`, e.g. ``tasks="ctm_puzzles"``), verifiers from
+:mod:`thinkgym.envs.verifiers`.
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
+from thinkgym.envs.task_sets import TASK_SETS, TaskSet
 from thinkgym.envs.text_env import TextEnv
 from thinkgym.envs.tool_turns import (
     FORMAT_PROTOCOL,
@@ -128,18 +131,24 @@ class ToolUseCorrectness:
 class ToolUseConfig:
     """Arguments of :class:`ToolUseEnv` (all keyword arguments of ``gym.make``)."""
 
-    tools: Sequence[Any] = ("calculator",)
+    tools: Sequence[Any] | None = None
     """The tool set: registry names, Tools (FunctionTool, FallbackTool, ...), LangChain
-    ``BaseTool`` s and typed functions, mixed (see :mod:`thinkgym.tools.resolve`)."""
+    ``BaseTool`` s and typed functions, mixed (see :mod:`thinkgym.tools.resolve`). None:
+    a named task set's tools, else ``("calculator",)``."""
     extra_tools: Sequence[Any] = ()
     """More tools, added to ``tools`` (a name clash raises, naming both)."""
     tasks: Any = None
     """A list of task dicts, a JSONL path or any iterable of mappings (a ``datasets.Dataset``
     works as is); each has a ``prompt`` and the fields the verifier reads. None: 64
-    generated arithmetic tasks (:func:`demo_tasks`)."""
-    verifier: VerifierLike | Verifier = "answer_match"
+    generated arithmetic tasks (:func:`demo_tasks`). A registered task-set name
+    (:data:`~thinkgym.envs.task_sets.TASK_SETS`, e.g. ``"ctm_puzzles"``) brings its own
+    tasks, default tools, verifier and reward weights."""
+    task_split: Literal["train", "test"] | None = None
+    """The split of a named task set (None: ``"train"``); only with a task-set name."""
+    verifier: VerifierLike | Verifier | None = None
     """A registered name (``exact_match``, ``numeric``, ``answer_match``, ``boxed``,
-    ``contains_all``) or a callable ``(answer, task) -> bool | float``."""
+    ``contains_all``) or a callable ``(answer, task) -> bool | float``. None: a named task
+    set's verifier, else ``"answer_match"``."""
     task_fields: tuple[str, ...] = ()
     """Fields every task must have besides ``prompt`` and the verifier's own."""
     rewards: Mapping[str, float] = field(default_factory=dict)
@@ -168,6 +177,16 @@ class ToolUseConfig:
     """Longest action; longer actions are cut."""
 
     def __post_init__(self) -> None:
+        if self.task_set is None and self.task_split is not None:
+            raise ConfigError("task_split applies to a named task set only", field="task_split",
+                              got=self.task_split,
+                              fix=f"pass tasks=NAME (one of {TASK_SETS.names()}) or drop it")
+        if self.task_split not in (None, "train", "test"):
+            raise ConfigError("unknown split", field="task_split", got=self.task_split,
+                              fix="use 'train' or 'test'")
+        if self.tools is None:
+            object.__setattr__(self, "tools", self.task_set.tools if self.task_set is not None
+                               else ("calculator",))
         for name in ("tools", "extra_tools"):
             value = getattr(self, name)
             if isinstance(value, str) or not isinstance(value, Iterable):
@@ -192,9 +211,30 @@ class ToolUseConfig:
             raise ConfigError("must be > 0 seconds or None", field="tool_timeout",
                               got=self.tool_timeout, fix="pass tool_timeout=10.0")
 
+    @property
+    def task_set(self) -> TaskSet | None:
+        """The named task set ``tasks`` refers to, if it is one."""
+        if isinstance(self.tasks, str) and self.tasks in TASK_SETS.names():
+            return TASK_SETS.get(self.tasks)
+        return None
+
+    @property
+    def verifier_spec(self) -> VerifierLike | Verifier:
+        """``verifier``, or the task set's, or ``"answer_match"``."""
+        if self.verifier is not None:
+            return self.verifier
+        return self.task_set.verifier if self.task_set is not None else "answer_match"
+
+    def raw_tasks(self) -> Any:
+        """The task source: the named set's split, ``tasks``, or :func:`demo_tasks`."""
+        if self.task_set is not None:
+            return self.task_set.tasks(self.task_split or "train")
+        return demo_tasks() if self.tasks is None else self.tasks
+
     def composer(self, verifier: Verifier) -> Composer:
         """Correctness, format, tool efficiency, penalties; tool failures logged at weight 0."""
-        spec = DEFAULT_REWARDS.override(self.rewards, self.reward_gates)
+        weights = {**(self.task_set.rewards if self.task_set is not None else {}), **self.rewards}
+        spec = DEFAULT_REWARDS.override(weights, self.reward_gates)
         return Composer(spec, instances=[ToolUseCorrectness(verifier), ActionPenalty(),
                                          ToolFailures()])
 
@@ -247,7 +287,8 @@ class ToolUseEnv(TextEnv):
     beyond its prompt).
 
     ## Arguments
-    See :class:`ToolUseConfig`: ``tools``, ``extra_tools``, ``tasks``, ``verifier``,
+    See :class:`ToolUseConfig`: ``tools``, ``extra_tools``, ``tasks`` (or a task-set name
+    such as ``"ctm_puzzles"`` with ``task_split``), ``verifier``,
     ``rewards``, ``faults``, ``tool_timeout``, ``max_turns``, ...
 
     ## Version History
@@ -285,9 +326,9 @@ class ToolUseEnv(TextEnv):
         self.tools = build_tool_set({}, self.config.tools, self.config.extra_tools,
                                     env="ToolUse-v0", timeout=self.config.tool_timeout)
         self.faults = check_faults(self.config.faults, list(self.tools))
-        self.verifier = resolve_verifier(self.config.verifier)
-        raw = demo_tasks() if self.config.tasks is None else self.config.tasks
-        self.tasks = load_tasks(raw, required=(*self.verifier.fields, *self.config.task_fields))
+        self.verifier = resolve_verifier(self.config.verifier_spec)
+        self.tasks = load_tasks(self.config.raw_tasks(),
+                                required=(*self.verifier.fields, *self.config.task_fields))
         self.composer = self.config.composer(self.verifier)
         self._runner = CallRunner(self.tools, emit=self.emit,
                                   max_observation_chars=self.config.max_observation_chars,
@@ -338,8 +379,8 @@ class ToolUseEnv(TextEnv):
         inp = RewardInput(
             completion=self.transcript.text, prompt=self._prompt, answer=turn.answer,
             protocol=FORMAT_PROTOCOL, env_spans=tuple(self.transcript.env_spans),
-            tool_calls=tuple(ToolCallRecord(c.name, dict(c.arguments), ok=c.ok, error=c.error)
-                             for c in caused),
+            tool_calls=tuple(ToolCallRecord(c.name, dict(c.arguments), ok=c.ok, error=c.error,
+                                            output=c.output) for c in caused),
             prior_tool_calls=self._prior_calls, steps_used=self._turn,
             step_budget=self.config.max_turns, done=done, truncated=truncated,
             metadata={"penalty": turn.penalty, "task": task,

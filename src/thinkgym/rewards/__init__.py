@@ -104,7 +104,7 @@ from thinkgym.rewards.ledger import LEDGER_FILENAME, Ledger, LedgerEntry, rescor
 from thinkgym.rewards.masking import env_token_mask, partial_mask, span_token_mask
 from thinkgym.rewards.steps import StepReward, StepTokenReward, check_mix
 from thinkgym.rewards.tokens import TokenReward
-from thinkgym.rewards.tools import SearchCost, ToolEfficiency
+from thinkgym.rewards.tools import CTMTickCost, SearchCost, ToolEfficiency
 from thinkgym.rewards.trl import build_reward_input, to_trl_reward_funcs
 
 __all__ = [
@@ -113,6 +113,7 @@ __all__ = [
     "REWARDS",
     "AnswerCollapse",
     "AnswerGuessing",
+    "CTMTickCost",
     "Composer",
     "DetectorReport",
     "FormatCheck",

@@ -31,18 +31,28 @@ None when the input has no tool calls (nothing to judge).
     0.1
     >>> SearchCost()(RewardInput(num_searches=3))
     -0.30000000000000004
+
+**ctm_tick_cost** — ``-0.01`` per CTM tick that this turn's ``ctm_think`` calls report
+(the ``ticks: N`` line of their output): the seed's token cost, per tick of the inner
+reasoning engine. A full parity16 think (24 ticks) costs 0.24, a quarter of a correct
+answer, so thinking pays when it is needed and a shorter think pays when it suffices.
+None when the turn made no such call.
+
+    >>> CTMTickCost()(RewardInput(tool_calls=(C("ctm_think", output="answer: 3\\nticks: 8"),)))
+    -0.08
 """
 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 from thinkgym.errors import ConfigError
 from thinkgym.protocols import RewardInput
 from thinkgym.rewards.base import REWARDS
 
-__all__ = ["SearchCost", "ToolEfficiency"]
+__all__ = ["CTMTickCost", "SearchCost", "ToolEfficiency", "reported_ticks"]
 
 
 def _check(obj: object, fields: tuple[str, ...], *, sign: int = 0) -> None:
@@ -118,5 +128,36 @@ class ToolEfficiency:
         return total
 
 
+_TICKS = re.compile(r"^ticks: (\d+)\s*$", re.MULTILINE)
+
+
+def reported_ticks(inp: RewardInput, tool: str = "ctm_think") -> int | None:
+    """Ticks the turn's successful ``tool`` calls reported (None: no such call)."""
+    outputs = [c.output for c in inp.tool_calls if c.name == tool and c.ok and c.output]
+    if not outputs:
+        return None
+    return sum(int(m[1]) for out in outputs if (m := _TICKS.search(out)))
+
+
+@dataclass(frozen=True)
+class CTMTickCost:
+    """-0.01 per CTM tick reported by the turn's ``ctm_think`` calls."""
+
+    cost: float = 0.01
+    """Cost per tick (a positive number; the sign is built in)."""
+    tool: str = "ctm_think"
+    """The tool whose ``ticks: N`` output line is charged."""
+    name: str = "ctm_tick_cost"
+    """Component name."""
+
+    def __post_init__(self) -> None:
+        _check(self, ("cost",), sign=1)
+
+    def __call__(self, inp: RewardInput) -> float | None:
+        ticks = reported_ticks(inp, self.tool)
+        return None if ticks is None else -self.cost * ticks
+
+
 REWARDS.register("search_cost", SearchCost())
+REWARDS.register("ctm_tick_cost", CTMTickCost())
 REWARDS.register("tool_efficiency", ToolEfficiency())

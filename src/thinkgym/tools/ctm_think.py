@@ -11,7 +11,10 @@ its certainty and the ticks it used::
 
 Text inputs: ``parity`` takes a string of 0/1 bits of the checkpoint's length
 (``1`` is a +1 bit, as ``ParityTask.describe`` renders it); ``sort`` takes
-comma- or space-separated numbers. Checkpoints load once per process.
+comma- or space-separated numbers; ``digits`` takes an 8x8 glyph grid, 8 rows of 8
+characters (rows split by newlines, spaces or ``/``), each a pixel's ink from ``0``
+(blank) to ``g`` (16, full) as :func:`render_glyph` writes it. Checkpoints load once per
+process.
 """
 
 from __future__ import annotations
@@ -25,9 +28,22 @@ import numpy as np
 from thinkgym.errors import ThinkgymError, ToolError
 from thinkgym.tools.base import FunctionTool
 
-__all__ = ["ctm_think", "parse_input"]
+__all__ = ["GLYPH_LEVELS", "ctm_think", "parse_input", "render_glyph"]
 
-_DEFAULT_CHECKPOINT = {"parity": "parity16"}
+_DEFAULT_CHECKPOINT = {"parity": "parity16", "digits": "digits16"}
+
+GLYPH_LEVELS = "0123456789abcdefg"
+"""Pixel ink 0..16 (scikit-learn's 8x8 digits), one character each: lossless."""
+
+
+def render_glyph(image: np.ndarray) -> str:
+    """An 8x8 image in [0, 1] as 8 lines of :data:`GLYPH_LEVELS` characters.
+
+    >>> render_glyph(np.eye(8)).splitlines()[:2]
+    ['g0000000', '0g000000']
+    """
+    levels = np.clip(np.rint(np.asarray(image, dtype=np.float64).reshape(8, 8) * 16), 0, 16)
+    return "\n".join("".join(GLYPH_LEVELS[int(v)] for v in row) for row in levels)
 
 
 @functools.lru_cache(maxsize=4)
@@ -57,8 +73,16 @@ def parse_input(task_name: str, text: str, length: int) -> np.ndarray:
             raise ToolError(f"sort input must be {length} numbers", tool="ctm_think", got=text,
                             fix="pass comma-separated numbers, e.g. input='0.3, -1.2, ...'")
         return np.array(values, dtype=np.float32)
+    if task_name == "digits":
+        cells = re.sub(r"[\s,/]", "", text).lower()
+        if len(cells) != 64 or set(cells) - set(GLYPH_LEVELS):
+            raise ToolError(f"digits input must be 8 rows of 8 characters from {GLYPH_LEVELS}",
+                            tool="ctm_think", got=text[:80],
+                            fix="pass the glyph grid as shown, e.g. '00g00000/...' (8 rows)")
+        ink = np.array([GLYPH_LEVELS.index(c) for c in cells], dtype=np.float32) / 16.0
+        return ink.reshape(1, 8, 8)
     raise ToolError(f"task {task_name!r} has no text input form", tool="ctm_think", got=task_name,
-                    fix="use task='parity' or task='sort'")
+                    fix="use task='parity', 'sort' or 'digits'")
 
 
 def _render(task_name: str, prediction: np.ndarray) -> str:
@@ -67,14 +91,16 @@ def _render(task_name: str, prediction: np.ndarray) -> str:
     return " ".join(str(int(p)) for p in prediction)
 
 
-def _ctm_think(task: Literal["parity", "sort"], input: str, max_ticks: int = 32,
+def _ctm_think(task: Literal["parity", "sort", "digits"], input: str, max_ticks: int = 32,
                certainty: float = 0.95, checkpoint: str | None = None) -> str:
     """Think about a problem with a Continuous Thought Machine and return its answer.
 
     Args:
-        task: The problem type: "parity" (cumulative parity of a bit string) or "sort"
-            (the indices that sort a list of numbers).
-        input: The problem as text: 0/1 bits for parity, numbers for sort.
+        task: The problem type: "parity" (cumulative parity of a bit string), "sort"
+            (the indices that sort a list of numbers) or "digits" (the digit drawn in an
+            8x8 glyph grid).
+        input: The problem as text: 0/1 bits for parity, numbers for sort, 8 rows of 8
+            ink characters 0-g for digits.
         max_ticks: Most internal ticks the CTM may think (1-256).
         certainty: Stop thinking once the CTM's certainty reaches this (0-1].
         checkpoint: CTM checkpoint name or path; default: the bundled one for the task.
