@@ -241,13 +241,19 @@ def _price(m: re.Match[str], facts: dict[str, list[str]]) -> Plan:
     return UNKNOWN if product is None else str(product["price"])
 
 
-def _stock(m: re.Match[str], facts: dict[str, list[str]]) -> Plan:
+def _product_id(m: re.Match[str]) -> Generator[Call, Any, str | None]:
+    """The question's product id, or the id a lookup of its product name returns."""
     pid = m.groupdict().get("pid")
+    if pid is not None:
+        return pid
+    product = yield from _lookup(m["name"])
+    return None if product is None else str(product["product_id"])
+
+
+def _stock(m: re.Match[str], facts: dict[str, list[str]]) -> Plan:
+    pid = yield from _product_id(m)
     if pid is None:
-        product = yield from _lookup(m["name"])
-        if product is None:
-            return UNKNOWN
-        pid = str(product["product_id"])
+        return UNKNOWN
     stock = yield "check_inventory", {"product_id": pid, "location": m["loc"]}
     return UNKNOWN if not isinstance(stock, dict) else str(stock["units"])
 
@@ -257,12 +263,9 @@ def _calculation(m: re.Match[str], facts: dict[str, list[str]]) -> Plan:
 
 
 def _place(m: re.Match[str], facts: dict[str, list[str]]) -> Plan:
-    pid = m.groupdict().get("pid")
+    pid = yield from _product_id(m)
     if pid is None:
-        product = yield from _lookup(m["name"])
-        if product is None:
-            return UNKNOWN
-        pid = str(product["product_id"])
+        return UNKNOWN
     return (yield from _order(pid, m["qty"], m["cid"]))
 
 
