@@ -159,7 +159,7 @@ def test_rollout_equals_repeated_ticks_in_both_paths() -> None:
         torch.testing.assert_close(model.readout(s)[0], logits)
 
 
-# The fast path keeps its history (D, B, L) below batch 4 and (L, D, B) from 4 up.
+# The fast path keeps its history (D, B, L) below batch 4 and (D, L, B) from 4 up.
 @pytest.mark.parametrize("batch", [1, 5])
 def test_chunked_rollout_equals_one_long_rollout(batch: int) -> None:
     model = small_model()

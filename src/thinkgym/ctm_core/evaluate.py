@@ -134,15 +134,21 @@ def evaluate(model: ContinuousThoughtMachine, task: Task, *, samples: int = 1024
 
 def evaluate_checkpoint(name_or_path: str, *, samples: int = 1024, ticks: int | None = None,
                         batch_size: int = 256, start_index: int = 0,
-                        progress: bool = True) -> EvalResult:
-    """Load a checkpoint (bundled name or path) and :func:`evaluate` it on held-out items."""
+                        progress: bool = True, dtype: str | None = None) -> EvalResult:
+    """Load a checkpoint (bundled name or path) and :func:`evaluate` it on held-out items.
+
+    ``dtype="bfloat16"`` evaluates the low-precision inference path
+    (``ContinuousThoughtMachine.set_inference_dtype``).
+    """
     from thinkgym.ctm_core.checkpoint import load_checkpoint
 
     model, task, meta = load_checkpoint(name_or_path)
+    model.set_inference_dtype(dtype)
     result = evaluate(model, task, samples=samples, ticks=ticks, batch_size=batch_size,
                       start_index=start_index, progress=progress)
     result.checkpoint = str(name_or_path)
     result.extra["step"] = meta.step
+    result.extra["dtype"] = str(model.inference_dtype).removeprefix("torch.")
     return result
 
 

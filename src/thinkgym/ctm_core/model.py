@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from thinkgym.ctm_core.config import CTMConfig
-from thinkgym.ctm_core.fast import rollout_fast
+from thinkgym.ctm_core.fast import INFERENCE_DTYPES, rollout_fast
 from thinkgym.ctm_core.modules import NeuronLevelModels, StaticKVAttention, build_synapses
 from thinkgym.ctm_core.state import KV, Rollout, StatePack
 from thinkgym.errors import ConfigError, NumericalError
@@ -141,6 +141,39 @@ class ContinuousThoughtMachine(nn.Module):
         PyTorch does not version; optimizer steps and ``load_state_dict`` are detected.
         """
         self.__dict__.pop("_folded_cache", None)
+
+    @property
+    def inference_dtype(self) -> torch.dtype:
+        """The no-grad path's compute dtype (the parameters' unless set lower)."""
+        return self.__dict__.get("_inference_dtype") or self._param_dtype
+
+    def set_inference_dtype(self, dtype: str | torch.dtype | None) -> ContinuousThoughtMachine:
+        """Run no-grad ticks (``rollout_from``, ``tick``) in ``"bfloat16"`` or ``"float32"``.
+
+        bfloat16 uses the CPU's AMX/AVX-512 bf16 units through torch: every per-tick
+        matmul and the pre-activation history run in it, while the synchronisation
+        sums, logits and returned states stay in the parameters' dtype. It pays off
+        at large batch (``benchmarks/ctm_tick.py``); at batch 1 it is slower. Training
+        (autograd) is unaffected. ``None`` restores the parameters' dtype.
+        """
+        if isinstance(dtype, str):
+            if dtype not in INFERENCE_DTYPES:
+                raise ConfigError(f"inference dtype must be one of {list(INFERENCE_DTYPES)}",
+                                  field="dtype", got=dtype, fix="pass 'bfloat16' or 'float32'")
+            dtype = INFERENCE_DTYPES[dtype]
+        elif dtype is not None and dtype not in INFERENCE_DTYPES.values():
+            raise ConfigError(f"inference dtype must be one of {list(INFERENCE_DTYPES)}",
+                              field="dtype", got=dtype, fix="pass 'bfloat16' or 'float32'")
+        c = self.config
+        if dtype not in (None, self._param_dtype) and (c.synapse_depth != 1
+                                                       or c.do_layernorm_nlm):
+            raise ConfigError(
+                "a lower inference dtype needs synapse_depth=1 and do_layernorm_nlm=False "
+                "(the fused tick)", field="dtype", got=str(dtype),
+                fix=f"keep float32 for this model (synapse_depth={c.synapse_depth}, "
+                    f"do_layernorm_nlm={c.do_layernorm_nlm})")
+        self.__dict__["_inference_dtype"] = dtype  # a plain attribute, not module state
+        return self
 
     def train(self, mode: bool = True) -> ContinuousThoughtMachine:
         self.clear_fast_cache()
