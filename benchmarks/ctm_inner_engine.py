@@ -39,7 +39,7 @@ import numpy as np
 import thinkgym  # noqa: F401  (registers the envs)
 from thinkgym.agents.ctm_puzzles_macro import ACTIONS, CTMPuzzlesMacroAdapter
 from thinkgym.agents.macro import MacroPolicy
-from thinkgym.envs.ctm_puzzles import KINDS
+from thinkgym.envs.tool_use.ctm_puzzles import KINDS
 from thinkgym.training.reinforce import ReinforceConfig, play_episode, train_reinforce
 
 

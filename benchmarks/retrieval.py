@@ -11,7 +11,7 @@ Claims measured (issue 7):
   ``recall_at_5_fp32``, same queries, same 10k corpus, exact flat index).
 
 Corpus and queries come from the procedural knowledge world
-(:mod:`thinkgym.envs.worlds.knowledge`, seed 0): each passage describes one
+(:mod:`thinkgym.envs.search_qa.knowledge`, seed 0): each passage describes one
 entity; each query is a test-split bridge question (single-, two- or three-hop)
 whose gold passage is that of the entity the question names (the first hop).
 
@@ -70,7 +70,7 @@ def bench_dir() -> Path:
 
 def prepare_data(n: int, n_queries: int) -> None:
     """Write world ``n``'s corpus (jsonl) and queries with gold ids (json), once."""
-    from thinkgym.envs.worlds.knowledge import KnowledgeWorld, WorldConfig
+    from thinkgym.envs.search_qa.knowledge import KnowledgeWorld, WorldConfig
 
     corpus, qfile = bench_dir() / f"world{n}.jsonl", bench_dir() / f"world{n}-q{n_queries}.json"
     if corpus.is_file() and qfile.is_file():

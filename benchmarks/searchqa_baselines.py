@@ -40,7 +40,7 @@ from thinkgym.agents.search_qa import (
     RetrieveThenAnswerAgent,
     run_episode,
 )
-from thinkgym.envs.worlds.questions import QTYPES
+from thinkgym.envs.search_qa.questions import QTYPES
 
 AGENTS = ("oracle", "retrieve_then_answer", "no_retrieval")
 

@@ -94,7 +94,7 @@ def test_bad_digits_grid_is_a_tool_error(text: str) -> None:
 
 
 def test_digits_checkpoint_reads_a_held_out_glyph() -> None:
-    from thinkgym.envs.ctm_puzzles import ctm_puzzles
+    from thinkgym.envs.tool_use.ctm_puzzles import ctm_puzzles
 
     task = ctm_puzzles("test", n_per_kind=1)[1]
     grid = "\n".join(task["prompt"].splitlines()[1:9])

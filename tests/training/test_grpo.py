@@ -8,7 +8,7 @@ import gymnasium as gym
 import pytest
 
 from thinkgym.agents.tiny import tiny_model_path
-from thinkgym.envs.text_env import TextEnv
+from thinkgym.envs.common.text_env import TextEnv
 from thinkgym.errors import ConfigError
 from thinkgym.protocols import RewardInput
 from thinkgym.rewards import Composer, FunctionComponent

@@ -11,7 +11,7 @@ import pytest
 import thinkgym  # noqa: F401  (registers the envs)
 from thinkgym.agents.llm import LLMPolicy, LLMPolicyConfig, load_model_and_tokenizer
 from thinkgym.agents.tiny import tiny_model_path
-from thinkgym.envs.text_env import TextEnv
+from thinkgym.envs.common.text_env import TextEnv
 from thinkgym.errors import ConfigError, EnvStateError
 from thinkgym.protocols import RewardInput
 from thinkgym.rewards import Composer, FunctionComponent

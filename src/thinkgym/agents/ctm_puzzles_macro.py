@@ -7,7 +7,7 @@ only the prompt and the tool responses. On the first turn a policy picks one of
 * ``answer`` — answer without the CTM. A scripted agent cannot do these questions in
   its head, so this is a fixed guess (16 zeros for parity, ``1`` for a digit);
 * ``think_t{f}_c{c}`` — call ``ctm_think`` on the question's input with ``max_ticks`` =
-  ``f`` x the checkpoint's trained ticks (:func:`~thinkgym.envs.ctm_puzzles.trained_ticks`)
+  ``f`` x the checkpoint's trained ticks (:func:`~thinkgym.envs.tool_use.ctm_puzzles.trained_ticks`)
   and certainty threshold ``c`` (1.0: think the whole budget).
 
 After a ``ctm_think`` response every action answers with the CTM's answer (the second
@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from thinkgym.envs.ctm_puzzles import trained_ticks
+from thinkgym.envs.tool_use.ctm_puzzles import trained_ticks
 
 __all__ = ["ACTIONS", "FEATURES", "THINK", "CTMPuzzlesMacroAdapter"]
 

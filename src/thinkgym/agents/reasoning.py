@@ -22,7 +22,7 @@ import gymnasium as gym
 import numpy as np
 
 from thinkgym.envs.reasoning import ReasoningEnv
-from thinkgym.envs.reasoning_problems import Problem
+from thinkgym.envs.reasoning.problems import Problem
 from thinkgym.errors import ConfigError
 
 __all__ = ["GuessingPolicy", "OracleReasoningPolicy", "RandomReasoningPolicy"]

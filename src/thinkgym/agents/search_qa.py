@@ -10,10 +10,10 @@ env shows them (the prompt, then ``<information>`` blocks); none reads the world
   with the first candidate of the right type in the top passage.
 * :class:`OracleAgent` knows the question templates, so it recovers the
   question's structure (start entities and the facts to follow; never the
-  answer) with :func:`~thinkgym.envs.worlds.questions.parse_question`. It then
+  answer) with :func:`~thinkgym.envs.search_qa.questions.parse_question`. It then
   searches for every hop's entity, finds that entity's passage among the
   results, and reads the fact with
-  :func:`~thinkgym.envs.worlds.schema.read_fact`.
+  :func:`~thinkgym.envs.search_qa.schema.read_fact`.
 
 :func:`run_episode` plays one episode and returns a :class:`EpisodeResult`.
 """
@@ -28,9 +28,9 @@ from typing import Any
 import numpy as np
 
 from thinkgym.envs.search_qa import read_passages
-from thinkgym.envs.worlds.names import NameGenerator
-from thinkgym.envs.worlds.questions import parse_question
-from thinkgym.envs.worlds.schema import FACTS, read_fact
+from thinkgym.envs.search_qa.names import NameGenerator
+from thinkgym.envs.search_qa.questions import parse_question
+from thinkgym.envs.search_qa.schema import FACTS, read_fact
 from thinkgym.errors import ConfigError
 
 __all__ = ["EpisodeResult", "NoRetrievalAgent", "OracleAgent", "RetrieveThenAnswerAgent",

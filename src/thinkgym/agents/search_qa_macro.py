@@ -35,8 +35,8 @@ import numpy as np
 
 from thinkgym.agents.search_qa import RetrieveThenAnswerAgent, question_of
 from thinkgym.envs.search_qa import parse_action, read_passages
-from thinkgym.envs.worlds.questions import parse_question
-from thinkgym.envs.worlds.schema import FACTS, read_fact
+from thinkgym.envs.search_qa.questions import parse_question
+from thinkgym.envs.search_qa.schema import FACTS, read_fact
 from thinkgym.errors import ConfigError
 
 __all__ = ["ACTIONS", "FEATURES", "SearchQAMacroAdapter"]

@@ -144,7 +144,7 @@ def tiny_corpus(config: TinyModelConfig | None = None) -> list[str]:
     import gymnasium as gym
 
     import thinkgym  # noqa: F401  (registers the envs)
-    from thinkgym.envs.worlds.knowledge import WorldConfig, build_world
+    from thinkgym.envs.search_qa.knowledge import WorldConfig, build_world
 
     config = config or TinyModelConfig()
     texts: list[str] = []

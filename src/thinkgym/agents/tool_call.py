@@ -45,8 +45,8 @@ import gymnasium as gym
 import numpy as np
 
 from thinkgym.envs.tool_call import ToolCallEnv
-from thinkgym.envs.worlds.store import CATEGORIES, LOCATION_NAMES
-from thinkgym.envs.worlds.store_tasks import GoldCall, StoreTask
+from thinkgym.envs.tool_call.store import CATEGORIES, LOCATION_NAMES
+from thinkgym.envs.tool_call.store_tasks import GoldCall, StoreTask
 from thinkgym.errors import ConfigError
 
 __all__ = ["AlwaysCallPolicy", "OracleToolCallPolicy", "RandomToolCallPolicy",

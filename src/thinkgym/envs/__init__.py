@@ -3,7 +3,9 @@
 Entry points are strings, so registration imports no environment module: the
 cost of an env (torch, FAISS, ...) is paid only by ``gym.make`` of that env.
 
-To add an environment, append an :class:`EnvEntry` to ``ENVS`` below.
+One sub-package per environment: ``<env>/env.py`` holds the env class and its config,
+beside its world, tasks and scoring; ``common/`` holds what several text envs share.
+To add an environment, add its sub-package and append an :class:`EnvEntry` to ``ENVS``.
 """
 
 from __future__ import annotations
@@ -38,19 +40,19 @@ class EnvEntry:
 ENVS: tuple[EnvEntry, ...] = ()
 
 ENVS += (
-    EnvEntry("CTMThink-v0", "thinkgym.envs.ctm_think:CTMThinkEnv",
+    EnvEntry("CTMThink-v0", "thinkgym.envs.ctm_think.env:CTMThinkEnv",
              "thinking as an action: let a Continuous Thought Machine think 1/2/8 more ticks "
              "or answer, under a tick budget"),
-    EnvEntry("ToolCall-v0", "thinkgym.envs.tool_call:ToolCallEnv",
+    EnvEntry("ToolCall-v0", "thinkgym.envs.tool_call.env:ToolCallEnv",
              "store tools (search, inventory, orders, calculator) as JSON calls; faults to "
              "recover from", text_observations=True),
-    EnvEntry("Reasoning-v0", "thinkgym.envs.reasoning:ReasoningEnv",
+    EnvEntry("Reasoning-v0", "thinkgym.envs.reasoning.env:ReasoningEnv",
              "generated arithmetic/algebra/word problems (difficulty 1-5), answer in \\boxed{}",
              text_observations=True),
-    EnvEntry("SearchQA-v0", "thinkgym.envs.search_qa:SearchQAEnv",
+    EnvEntry("SearchQA-v0", "thinkgym.envs.search_qa.env:SearchQAEnv",
              "search-or-answer QA over a procedural fictional world (Search-R1 protocol, "
              "offline FAISS retrieval)", text_observations=True),
-    EnvEntry("ToolUse-v0", "thinkgym.envs.tool_use:ToolUseEnv",
+    EnvEntry("ToolUse-v0", "thinkgym.envs.tool_use.env:ToolUseEnv",
              "your tools (names, FunctionTools, LangChain tools, typed functions), your tasks "
              "and verifier, JSON tool calls over turns", text_observations=True),
 )
@@ -58,7 +60,7 @@ ENVS += (
 # Optional extra: listed only when reasoning-gym is installed (find_spec imports nothing).
 if importlib.util.find_spec("reasoning_gym") is not None:
     ENVS += (
-        EnvEntry("ReasoningGym-v0", "thinkgym.envs.reasoning_gym_adapter:ReasoningGymEnv",
+        EnvEntry("ReasoningGym-v0", "thinkgym.envs.reasoning.reasoning_gym_adapter:ReasoningGymEnv",
                  "any reasoning-gym dataset by name, scored by its own scorer",
                  text_observations=True),
     )

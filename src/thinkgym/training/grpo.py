@@ -219,7 +219,7 @@ def make_env(config: GRPOTrainConfig) -> Any:
     import gymnasium as gym
 
     import thinkgym  # noqa: F401  (registers the envs)
-    from thinkgym.envs.text_env import TextEnv
+    from thinkgym.envs.common.text_env import TextEnv
 
     if config.env_id not in gym.registry:
         raise ConfigError("env is not registered", field="env_id", got=config.env_id,

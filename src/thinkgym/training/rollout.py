@@ -47,7 +47,7 @@ from thinkgym.agents.llm import (
     generation_threads,
     sample_token,
 )
-from thinkgym.envs.text_env import TextEnv
+from thinkgym.envs.common.text_env import TextEnv
 from thinkgym.errors import ConfigError, EnvStateError
 from thinkgym.rewards.masking import span_token_mask
 
@@ -201,7 +201,7 @@ class _Recorder:
             raise EnvStateError("the env's transcript is not its actions and observations in "
                                 "order", got=info["transcript"][-200:],
                                 fix="return only the new env text from step() and record it "
-                                "with TextEnv.emit (see thinkgym.envs.text_env)")
+                                "with TextEnv.emit (see thinkgym.envs.common.text_env)")
 
     def close(self) -> None:
         """Append eos (masked) so TRL sees a finished sequence, if there is room."""

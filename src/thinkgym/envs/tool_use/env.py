@@ -3,8 +3,8 @@
 Tools come from :func:`thinkgym.tools.resolve_tools` (registry names, Tools, LangChain
 tools, typed functions), tasks from :func:`load_tasks` (a list of dicts, a JSONL path, any
 iterable such as a ``datasets.Dataset``) or a named task set
-(:mod:`thinkgym.envs.task_sets`, e.g. ``tasks="ctm_puzzles"``), verifiers from
-:mod:`thinkgym.envs.verifiers`.
+(:mod:`thinkgym.envs.tool_use.task_sets`, e.g. ``tasks="ctm_puzzles"``), verifiers from
+:mod:`thinkgym.envs.tool_use.verifiers`.
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ from typing import Any, Literal
 
 import numpy as np
 
-from thinkgym.envs.task_sets import TASK_SETS, TaskSet
-from thinkgym.envs.text_env import TextEnv
-from thinkgym.envs.tool_turns import (
+from thinkgym.envs.common.text_env import TextEnv
+from thinkgym.envs.common.tool_turns import (
     FORMAT_PROTOCOL,
     PROTOCOL_TEXT,
+    ActionPenalty,
     CallRunner,
     FaultConfig,
     FaultInjector,
@@ -33,8 +33,8 @@ from thinkgym.envs.tool_turns import (
     check_faults,
     tool_specs_json,
 )
-from thinkgym.envs.toolcall_eval import ActionPenalty
-from thinkgym.envs.verifiers import Verifier, VerifierLike, resolve_verifier
+from thinkgym.envs.tool_use.task_sets import TASK_SETS, TaskSet
+from thinkgym.envs.tool_use.verifiers import Verifier, VerifierLike, resolve_verifier
 from thinkgym.errors import ConfigError, EnvStateError, check_int_fields
 from thinkgym.protocols import RewardInput, ToolCallRecord
 from thinkgym.rewards import Composer, RewardSpec
@@ -141,7 +141,7 @@ class ToolUseConfig:
     """A list of task dicts, a JSONL path or any iterable of mappings (a ``datasets.Dataset``
     works as is); each has a ``prompt`` and the fields the verifier reads. None: 64
     generated arithmetic tasks (:func:`demo_tasks`). A registered task-set name
-    (:data:`~thinkgym.envs.task_sets.TASK_SETS`, e.g. ``"ctm_puzzles"``) brings its own
+    (:data:`~thinkgym.envs.tool_use.task_sets.TASK_SETS`, e.g. ``"ctm_puzzles"``) brings its own
     tasks, default tools, verifier and reward weights."""
     task_split: Literal["train", "test"] | None = None
     """The split of a named task set (None: ``"train"``); only with a task-set name."""

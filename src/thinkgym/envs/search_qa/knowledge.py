@@ -9,13 +9,13 @@ city; a work is *written by* a person). Each entity is rendered as one
 natural-language passage, so ``num_passages`` is the number of entities.
 
 Why the answers cannot be guessed: every name word is a fresh syllable word used
-once in the world (:mod:`~thinkgym.envs.worlds.names`); relations and attributes
+once in the world (:mod:`~thinkgym.envs.search_qa.names`); relations and attributes
 are drawn independently and uniformly, so nothing in a name or a question hints at
 a value; and a question is rejected if its answer appears in its text.
 
 Questions (single-hop, two- and three-hop bridges, comparisons) are generated
 per index from ``np.random.default_rng([seed, split, index])``; see
-:mod:`~thinkgym.envs.worlds.questions` for the held-out split.
+:mod:`~thinkgym.envs.search_qa.questions` for the held-out split.
 
 >>> world = KnowledgeWorld(WorldConfig(num_passages=200, seed=3))
 >>> len(world.passages)
@@ -37,9 +37,9 @@ from typing import Any
 
 import numpy as np
 
-from thinkgym.envs.worlds.names import NameGenerator
-from thinkgym.envs.worlds.questions import SPLITS, Question, Split, make_question
-from thinkgym.envs.worlds.schema import FACTS, KINDS, Kind
+from thinkgym.envs.search_qa.names import NameGenerator
+from thinkgym.envs.search_qa.questions import SPLITS, Question, Split, make_question
+from thinkgym.envs.search_qa.schema import FACTS, KINDS, Kind
 from thinkgym.errors import ConfigError
 
 __all__ = ["Entity", "KnowledgeWorld", "Passage", "WorldConfig", "build_world"]

@@ -2,7 +2,7 @@
 
 The Search-R1 protocol (think, then search or answer; retrieved passages come
 back inside ``<information>``) on an offline corpus: the passages of a
-:class:`~thinkgym.envs.worlds.knowledge.KnowledgeWorld`, searched by the tools
+:class:`~thinkgym.envs.search_qa.knowledge.KnowledgeWorld`, searched by the tools
 package's :class:`~thinkgym.tools.Retriever` (FAISS + MiniLM, cached on disk).
 """
 
@@ -18,8 +18,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from thinkgym.envs.text_env import TextEnv
-from thinkgym.envs.tool_turns import (
+from thinkgym.envs.common.call_repair import CallParseError, parse_tool_call
+from thinkgym.envs.common.text_env import TextEnv
+from thinkgym.envs.common.tool_turns import (
     CallLog,
     CallRunner,
     FaultConfig,
@@ -28,9 +29,8 @@ from thinkgym.envs.tool_turns import (
     check_faults,
     tool_specs_json,
 )
-from thinkgym.envs.toolcall_repair import CallParseError, parse_tool_call
-from thinkgym.envs.worlds.knowledge import KnowledgeWorld, WorldConfig, build_world
-from thinkgym.envs.worlds.questions import SPLITS, Question, Split
+from thinkgym.envs.search_qa.knowledge import KnowledgeWorld, WorldConfig, build_world
+from thinkgym.envs.search_qa.questions import SPLITS, Question, Split
 from thinkgym.errors import ConfigError, EnvStateError, ToolError, check_int_fields
 from thinkgym.protocols import RewardInput, ToolCallRecord
 from thinkgym.rewards import FORMAT_PROTOCOLS, Composer, RewardSpec, StepReward, TagProtocol
@@ -262,7 +262,7 @@ class SearchQAEnv(TextEnv):
     """Answer questions about a fictional world by searching its passages (Search-R1 protocol).
 
     ## Description
-    The corpus is a :class:`~thinkgym.envs.worlds.knowledge.KnowledgeWorld` of
+    The corpus is a :class:`~thinkgym.envs.search_qa.knowledge.KnowledgeWorld` of
     ``num_passages`` passages about fictional people, cities, countries,
     organisations and works (names built from syllables, so nothing can be
     recalled from pre-training). Each episode asks one question — single-hop,
@@ -333,7 +333,7 @@ class SearchQAEnv(TextEnv):
     ## Version History
     * v0: initial version.
 
-    Example (a two-step episode; ``tests/envs/test_search_qa.py`` runs it)::
+    Example (a two-step episode; ``tests/envs/search_qa/test_search_qa.py`` runs it)::
 
         >>> import gymnasium as gym
         >>> import thinkgym

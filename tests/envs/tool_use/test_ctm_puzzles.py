@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 import thinkgym  # noqa: F401
-from thinkgym.envs.ctm_puzzles import ctm_puzzles, in_split
+from thinkgym.envs.tool_use.ctm_puzzles import ctm_puzzles, in_split
 from thinkgym.errors import ConfigError
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "ctm_inner_engine.py"
+BENCH = Path(__file__).resolve().parents[3] / "benchmarks" / "ctm_inner_engine.py"
 
 
 def _content(task: dict) -> str:

@@ -15,7 +15,7 @@ from langchain_core.tools import ToolException
 from langchain_core.tools import tool as lc_tool
 
 import thinkgym
-from thinkgym.envs.tool_turns import FaultConfig
+from thinkgym.envs.common.tool_turns import FaultConfig
 from thinkgym.errors import ConfigError, RegistryError, RewardError, VerifierError
 from thinkgym.tools import FunctionTool, RetryPolicy
 
@@ -388,7 +388,7 @@ def test_plug_in_a_tool_example_runs() -> None:
     import sys
     from pathlib import Path
 
-    script = Path(__file__).resolve().parents[2] / "examples" / "plug_in_a_tool.py"
+    script = Path(__file__).resolve().parents[3] / "examples" / "plug_in_a_tool.py"
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
                          check=True, timeout=120).stdout.splitlines()
     assert out[-3:] == ["city_temperature -> 68.0", "to_celsius -> 20.0",
@@ -400,7 +400,7 @@ def test_ctm_as_tool_example_beats_answering_directly() -> None:
     import sys
     from pathlib import Path
 
-    script = Path(__file__).resolve().parents[2] / "examples" / "ctm_as_tool.py"
+    script = Path(__file__).resolve().parents[3] / "examples" / "ctm_as_tool.py"
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
                          check=True, timeout=300).stdout.splitlines()
     direct = float(out[-2].split("accuracy")[1].split()[0])

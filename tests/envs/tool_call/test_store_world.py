@@ -8,16 +8,16 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from thinkgym.envs.toolcall_eval import (
+from thinkgym.envs.tool_call.scoring import (
     CallLog,
     WorldSnapshot,
     arguments_score,
     episode_metrics,
     verify,
 )
-from thinkgym.envs.worlds.store import StoreConfig, StoreWorld, format_money, generate_world
-from thinkgym.envs.worlds.store_tasks import TASK_KINDS, GoldCall, StoreTask, generate_task
-from thinkgym.envs.worlds.store_tools import make_store_tools
+from thinkgym.envs.tool_call.store import StoreConfig, StoreWorld, format_money, generate_world
+from thinkgym.envs.tool_call.store_tasks import TASK_KINDS, GoldCall, StoreTask, generate_task
+from thinkgym.envs.tool_call.store_tools import make_store_tools
 from thinkgym.errors import ConfigError, ToolError
 
 

@@ -13,10 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from thinkgym.envs.reasoning_problems import PROBLEM_KINDS, Problem, generate_problem
-from thinkgym.envs.text_env import TextEnv
-from thinkgym.envs.tool_turns import (
+from thinkgym.envs.common.text_env import TextEnv
+from thinkgym.envs.common.tool_turns import (
     CALL,
+    ActionPenalty,
     CallRunner,
     FaultConfig,
     FaultInjector,
@@ -25,7 +25,7 @@ from thinkgym.envs.tool_turns import (
     check_faults,
     tool_specs_json,
 )
-from thinkgym.envs.toolcall_eval import ActionPenalty
+from thinkgym.envs.reasoning.problems import PROBLEM_KINDS, Problem, generate_problem
 from thinkgym.errors import ConfigError
 from thinkgym.protocols import RewardComponent, RewardInput, ToolCallRecord
 from thinkgym.rewards import Composer, RewardSpec, answer_match, boxed_answer, lenient_match

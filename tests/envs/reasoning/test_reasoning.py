@@ -16,15 +16,18 @@ import pytest
 import thinkgym  # noqa: F401  (registers the envs)
 from thinkgym.agents import reasoning as reasoning_agents
 from thinkgym.agents.reasoning import GuessingPolicy, OracleReasoningPolicy, RandomReasoningPolicy
-from thinkgym.envs import ENVS, reasoning, reasoning_gym_adapter, reasoning_problems
-from thinkgym.envs.reasoning import (
+from thinkgym.envs import ENVS
+from thinkgym.envs.reasoning import env as reasoning
+from thinkgym.envs.reasoning import problems as reasoning_problems
+from thinkgym.envs.reasoning import reasoning_gym_adapter
+from thinkgym.envs.reasoning.env import (
     ReasoningEnv,
     _fraction_equal,
     _normalise_expression,
     _sympy_equal,
     expressions_equal,
 )
-from thinkgym.envs.reasoning_problems import (
+from thinkgym.envs.reasoning.problems import (
     PROBLEM_KINDS,
     Problem,
     generate_problem,

@@ -13,7 +13,7 @@ import importlib.util
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from thinkgym.envs.text_env import TextEnv
+from thinkgym.envs.common.text_env import TextEnv
 from thinkgym.errors import ConfigError, DependencyNotInstalled
 from thinkgym.protocols import RewardInput
 from thinkgym.rewards import FORMAT_PROTOCOLS, Composer, RewardSpec, TagProtocol, boxed_answer

@@ -20,10 +20,17 @@ from thinkgym.agents.tool_call import (
     TemplateToolCallPolicy,
     last_tool_response,
 )
-from thinkgym.envs import tool_call, toolcall_eval, toolcall_repair
-from thinkgym.envs.tool_call import FaultConfig, ToolCallEnv
-from thinkgym.envs.toolcall_repair import TEXT_RULES, CallParseError, ParsedCall, parse_tool_call
-from thinkgym.envs.worlds import store, store_tasks, store_tools
+from thinkgym.envs.common import call_repair
+from thinkgym.envs.common.call_repair import TEXT_RULES, CallParseError, ParsedCall, parse_tool_call
+from thinkgym.envs.tool_call import (
+    FaultConfig,
+    ToolCallEnv,
+    scoring,
+    store,
+    store_tasks,
+    store_tools,
+)
+from thinkgym.envs.tool_call import env as tool_call
 from thinkgym.errors import ConfigError
 from thinkgym.rewards import check_format
 
@@ -88,7 +95,7 @@ def test_each_repair_rule_fixes_its_slip(rule: str, text: str, arguments: dict) 
 
 def test_every_rule_has_a_case() -> None:
     covered = {c[0] for c in REPAIR_CASES}
-    assert {name for name, _ in TEXT_RULES} | {n for n, _ in toolcall_repair.STRUCTURE_RULES} \
+    assert {name for name, _ in TEXT_RULES} | {n for n, _ in call_repair.STRUCTURE_RULES} \
         == covered
 
 
@@ -445,7 +452,7 @@ def test_always_call_overcalls_and_random_rarely_completes() -> None:
     assert sum(random_done) / len(random_done) < 0.2
 
 
-@pytest.mark.parametrize("module", [tool_call, toolcall_eval, toolcall_repair, store,
+@pytest.mark.parametrize("module", [tool_call, scoring, call_repair, store,
                                     store_tasks, store_tools])
 def test_docstring_examples(module: Any) -> None:
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)

@@ -30,11 +30,11 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from thinkgym.envs.worlds.schema import FACTS, KINDS, RELATIONS, Kind
+from thinkgym.envs.search_qa.schema import FACTS, KINDS, RELATIONS, Kind
 from thinkgym.errors import ConfigError
 
 if TYPE_CHECKING:
-    from thinkgym.envs.worlds.knowledge import KnowledgeWorld
+    from thinkgym.envs.search_qa.knowledge import KnowledgeWorld
 
 __all__ = [
     "QTYPES", "SPLITS", "Chain", "Comparison", "QType", "Question", "Split", "make_question",
@@ -274,7 +274,7 @@ def _read_phrase(text: str) -> tuple[Kind, str, tuple[str, ...]]:
 def parse_question(text: str) -> dict[str, Any] | None:
     """Recover :meth:`Question.plan` from a question's text (None if it is not one of ours).
 
-    This inverts the question templates, as :func:`~thinkgym.envs.worlds.schema.read_fact`
+    This inverts the question templates, as :func:`~thinkgym.envs.search_qa.schema.read_fact`
     inverts the passage templates: a scripted agent that knows the templates learns
     the question's structure (start entities and the facts to follow), never the answer.
     """

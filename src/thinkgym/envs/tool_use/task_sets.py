@@ -51,5 +51,5 @@ TASK_SETS: Registry[TaskSet] = Registry("task set")
 """Task sets by name."""
 
 TASK_SETS.register("ctm_puzzles", TaskSet(
-    "ctm_puzzles", "thinkgym.envs.ctm_puzzles:ctm_puzzles", tools=("ctm_think",),
+    "ctm_puzzles", "thinkgym.envs.tool_use.ctm_puzzles:ctm_puzzles", tools=("ctm_think",),
     verifier="exact_match", rewards={"ctm_tick_cost": 1.0}))

@@ -1,7 +1,7 @@
 """Scoring a ToolCall-v0 episode: call matching, argument match, completion, recovery.
 
 Everything here compares what the agent did (:class:`CallLog` entries, in order)
-with the task's minimal plan (:class:`~thinkgym.envs.worlds.store_tasks.GoldCall`)
+with the task's minimal plan (:class:`~thinkgym.envs.tool_call.store_tasks.GoldCall`)
 and checks the world state; nothing reads the agent's prose.
 
 Definitions (all in ``info["metrics"]`` at the end of an episode):
@@ -31,9 +31,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from thinkgym.envs.tool_turns import CallLog
-from thinkgym.envs.worlds.store import StoreWorld
-from thinkgym.envs.worlds.store_tasks import GoldCall, StoreTask
+from thinkgym.envs.common.tool_turns import ActionPenalty, CallLog
+from thinkgym.envs.tool_call.store import StoreWorld
+from thinkgym.envs.tool_call.store_tasks import GoldCall, StoreTask
 from thinkgym.protocols import RewardComponent, RewardInput
 from thinkgym.rewards import answer_match
 
@@ -210,17 +210,6 @@ class TaskCompletion:
     def __call__(self, inp: RewardInput) -> float | None:
         value = inp.metadata.get("task_completed")
         return None if value is None or not inp.done else float(value)
-
-
-@dataclass(frozen=True)
-class ActionPenalty:
-    """The env's documented penalties of this turn (malformed calls, no action, excess calls)."""
-
-    name: str = "action_penalty"
-
-    def __call__(self, inp: RewardInput) -> float | None:
-        value = inp.metadata.get("penalty")
-        return None if value is None else float(value)
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,9 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from thinkgym.envs.worlds.knowledge import KnowledgeWorld, WorldConfig, build_world
-from thinkgym.envs.worlds.questions import PATHS, QTYPES, parse_question
-from thinkgym.envs.worlds.schema import FACTS, read_fact
+from thinkgym.envs.search_qa.knowledge import KnowledgeWorld, WorldConfig, build_world
+from thinkgym.envs.search_qa.questions import PATHS, QTYPES, parse_question
+from thinkgym.envs.search_qa.schema import FACTS, read_fact
 from thinkgym.errors import ConfigError
 from thinkgym.rewards import normalize_answer
 

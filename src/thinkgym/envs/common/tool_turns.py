@@ -2,7 +2,7 @@
 Reasoning): reading calls from a turn, running them with injected faults, rendering results.
 
 The protocol: an agent turn holds ``<tool_call>{"name": ..., "arguments": {...}}</tool_call>``
-blocks (common JSON slips repaired, see :mod:`thinkgym.envs.toolcall_repair`) and/or an
+blocks (common JSON slips repaired, see :mod:`thinkgym.envs.common.call_repair`) and/or an
 ``<answer>...</answer>``; each call's result comes back as one
 ``<tool_response>{"name": ..., "content": ...}</tool_response>`` (``"error"`` instead of
 ``"content"`` when it failed, saying what went wrong and how to fix it). Every tool
@@ -20,15 +20,15 @@ from typing import Any
 
 import numpy as np
 
-from thinkgym.envs.text_env import clip_text
-from thinkgym.envs.toolcall_repair import CallParseError, parse_tool_call
+from thinkgym.envs.common.call_repair import CallParseError, parse_tool_call
+from thinkgym.envs.common.text_env import clip_text
 from thinkgym.errors import ConfigError, ToolError, ToolTimeout
 from thinkgym.protocols import RewardInput, Tool
 from thinkgym.rewards import FORMAT_PROTOCOLS, REWARDS, TagProtocol
 from thinkgym.spaces import text_charset
 
-__all__ = ["ANSWER", "CALL", "FORMAT_PROTOCOL", "PROTOCOL_TEXT", "CallLog", "CallRunner",
-           "FaultConfig", "FaultInjector", "Penalties", "ToolFailures", "TurnResult",
+__all__ = ["ANSWER", "CALL", "FORMAT_PROTOCOL", "PROTOCOL_TEXT", "ActionPenalty", "CallLog",
+           "CallRunner", "FaultConfig", "FaultInjector", "Penalties", "ToolFailures", "TurnResult",
            "check_faults", "tool_specs_json"]
 
 FORMAT_PROTOCOL = "tool_multi"
@@ -159,12 +159,23 @@ class Penalties:
     excess_call: float = -0.1
 
 
+@dataclass(frozen=True)
+class ActionPenalty:
+    """The env's documented penalties of this turn (malformed calls, no action, excess calls)."""
+
+    name: str = "action_penalty"
+
+    def __call__(self, inp: RewardInput) -> float | None:
+        value = inp.metadata.get("penalty")
+        return None if value is None else float(value)
+
+
 class CallRunner:
     """Runs agent tool calls against a tool set and renders each result as an env span.
 
     Args:
         tools: The tools by name.
-        emit: The env's :meth:`~thinkgym.envs.text_env.TextEnv.emit` (records the span).
+        emit: The env's :meth:`~thinkgym.envs.common.text_env.TextEnv.emit` (records the span).
         max_observation_chars: The observation budget, shared by a turn's responses.
         max_calls_per_turn: Calls run per turn; further ones are refused.
     """

@@ -1,4 +1,4 @@
-"""Tasks over a :class:`~thinkgym.envs.worlds.store.StoreWorld`, each with a minimal plan.
+"""Tasks over a :class:`~thinkgym.envs.tool_call.store.StoreWorld`, each with a minimal plan.
 
 A :class:`StoreTask` is a question plus what solving it takes: the shortest
 sequence of tool calls (:class:`GoldCall`; 0 to 3 calls), the expected answer
@@ -25,7 +25,7 @@ stock_value         3      search_product -> check_inventory(location) -> calcul
 ==================  =====  ====================================================
 
     >>> import numpy as np
-    >>> from thinkgym.envs.worlds.store import generate_world
+    >>> from thinkgym.envs.tool_call.store import generate_world
     >>> rng = np.random.default_rng(1)
     >>> task = generate_task(generate_world(rng), rng, kind="stock_value")
     >>> [c.name for c in task.calls], task.min_calls
@@ -40,7 +40,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from thinkgym.envs.worlds.store import LOCATION_NAMES, Product, StoreWorld, format_money
+from thinkgym.envs.tool_call.store import LOCATION_NAMES, Product, StoreWorld, format_money
 from thinkgym.errors import ConfigError
 
 __all__ = ["TASK_KINDS", "GoldCall", "OrderGoal", "StoreTask", "generate_task"]

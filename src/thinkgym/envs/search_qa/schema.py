@@ -8,7 +8,7 @@ A *fact* is a functional edge from a subject entity: a relation to another entit
 * ``phrase``: a noun phrase naming the related entity, for nesting into multi-hop
   questions (``"the birthplace of {x}"``; relations only);
 * ``pattern``: a regular expression reading the value back out of the subject's
-  passage. The passage templates in :mod:`thinkgym.envs.worlds.knowledge` and
+  passage. The passage templates in :mod:`thinkgym.envs.search_qa.knowledge` and
   these patterns are written together and tested together, so a scripted reader
   (the oracle agent) finds every fact the renderer wrote.
 """

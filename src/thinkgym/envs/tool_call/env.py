@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from thinkgym.envs.text_env import TextEnv
-from thinkgym.envs.tool_turns import (
+from thinkgym.envs.common.text_env import TextEnv
+from thinkgym.envs.common.tool_turns import (
     FORMAT_PROTOCOL,
     CallLog,
     CallRunner,
@@ -19,16 +19,16 @@ from thinkgym.envs.tool_turns import (
     Penalties,
     check_faults,
 )
-from thinkgym.envs.toolcall_eval import (
+from thinkgym.envs.tool_call.scoring import (
     EPISODE_METRICS,
     WorldSnapshot,
     episode_metrics,
     reward_components,
     verify,
 )
-from thinkgym.envs.worlds.store import StoreConfig, StoreWorld, generate_world
-from thinkgym.envs.worlds.store_tasks import TASK_KINDS, StoreTask, generate_task
-from thinkgym.envs.worlds.store_tools import build_prompt, make_store_tools
+from thinkgym.envs.tool_call.store import StoreConfig, StoreWorld, generate_world
+from thinkgym.envs.tool_call.store_tasks import TASK_KINDS, StoreTask, generate_task
+from thinkgym.envs.tool_call.store_tools import build_prompt, make_store_tools
 from thinkgym.errors import ConfigError, EnvStateError
 from thinkgym.protocols import RewardInput, ToolCallRecord
 from thinkgym.rewards import Composer, RewardSpec
@@ -140,7 +140,7 @@ class ToolCallEnv(TextEnv):
     ``max_calls_per_turn`` are run, in order) and/or ``<answer>...</answer>``,
     optionally after ``<think>...</think>``. Malformed JSON is repaired when the
     slip is common (trailing commas, single quotes, unquoted keys, code fences,
-    Python literals, ...; see :mod:`thinkgym.envs.toolcall_repair`).
+    Python literals, ...; see :mod:`thinkgym.envs.common.call_repair`).
 
     ## Observation Space
     Text (``max_observation_chars``). ``reset``: the prompt. ``step``: one
@@ -150,7 +150,7 @@ class ToolCallEnv(TextEnv):
 
     ## Rewards
     Per turn, through the rewards library (``info["reward_components"]``):
-    ``task_completion`` (1.0, at the end: see ``toolcall_eval.verify``; orders are
+    ``task_completion`` (1.0, at the end: see ``scoring.verify``; orders are
     checked in the world state), ``format`` (0.1, at the end: the ``tool_multi``
     tag protocol with strictly valid JSON, so a repaired call loses it),
     ``tool_efficiency`` (0.5: +0.2 per needed tool within the minimum, -0.5 per

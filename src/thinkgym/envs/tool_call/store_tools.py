@@ -6,7 +6,7 @@ swaps worlds on reset without rebuilding tools), plus the tools package's
 ``calculator``. Schemas and argument validation come from the tools package.
 
     >>> import numpy as np
-    >>> from thinkgym.envs.worlds.store import generate_world
+    >>> from thinkgym.envs.tool_call.store import generate_world
     >>> world = generate_world(np.random.default_rng(0))
     >>> tools = make_store_tools(lambda: world)
     >>> sorted(tools)
@@ -21,7 +21,7 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
-from thinkgym.envs.worlds.store import StoreWorld
+from thinkgym.envs.tool_call.store import StoreWorld
 from thinkgym.protocols import Tool
 
 __all__ = ["PROTOCOL_TEXT", "build_prompt", "make_store_tools"]
