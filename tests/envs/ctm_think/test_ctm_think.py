@@ -145,6 +145,27 @@ def test_config_errors(tiny_checkpoint: Path) -> None:
         make(tiny_checkpoint, alpha=0.6, beta=0.3)
     with pytest.raises(ConfigError, match="unknown CTMThink-v0 argument"):
         make(tiny_checkpoint, tick_budjet=3)
+    with pytest.raises(ConfigError, match="dtype"):
+        make(tiny_checkpoint, dtype="float16")
+
+
+def test_bf16_env_follows_fp32_episodes() -> None:
+    """dtype="bfloat16" runs the same episodes as float32 up to bf16 rounding."""
+    def play(dtype: str) -> list[tuple[float, float, bool]]:
+        env = CTMThinkEnv(task="parity", dtype=dtype)
+        out = []
+        for seed in range(4):
+            env.reset(seed=seed)
+            env.step(2)  # think 8 ticks
+            _, reward, _, _, info = env.step(3)  # answer
+            out.append((reward, info["certainty"], info["accuracy"]))
+        return out
+
+    fp32, bf16 = play("float32"), play("bfloat16")
+    assert [a for *_, a in fp32] == [a for *_, a in bf16]
+    for (r32, c32, _), (r16, c16, _) in zip(fp32, bf16, strict=True):
+        assert r16 == pytest.approx(r32, abs=0.05)
+        assert c16 == pytest.approx(c32, abs=0.05)  # 1 - normalised entropy: sensitive
 
 
 def test_text_mode_renders_same_values(tiny_checkpoint: Path) -> None:

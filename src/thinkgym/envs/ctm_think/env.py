@@ -117,6 +117,11 @@ class CTMThinkConfig:
     """Torch threads while the env runs the CTM (set per call, then restored). Batch-1
     ticks gain nothing from more threads and lose a lot on a busy machine; None leaves
     torch's setting alone (e.g. for a large CTM)."""
+    dtype: Literal["float32", "bfloat16"] = "float32"
+    """Compute dtype of the CTM's ticks (``ContinuousThoughtMachine.set_inference_dtype``).
+    ``"bfloat16"`` runs the tick's matmuls on the CPU's bf16 units: worth it for a large
+    CTM; the bundled ones tick at batch 1, where it is no faster
+    (``benchmarks/ctm_tick.py``). Accuracy moves by < 0.5 points either way."""
 
     def __post_init__(self) -> None:
         if self.task not in ("parity", "maze", "sort", "digits"):
@@ -133,6 +138,9 @@ class CTMThinkConfig:
                                              or self.tick_budget < 1):
             raise ConfigError("must be an int >= 1", field="tick_budget", got=self.tick_budget,
                               fix="pass tick_budget=64")
+        if self.dtype not in ("float32", "bfloat16"):
+            raise ConfigError("unknown dtype", field="dtype", got=self.dtype,
+                              fix="use 'float32' or 'bfloat16'")
         if self.torch_threads is not None and (not isinstance(self.torch_threads, int)
                                                or self.torch_threads < 1):
             raise ConfigError("must be an int >= 1 or None", field="torch_threads",
@@ -450,6 +458,7 @@ def _load(config: CTMThinkConfig) -> tuple[Any, Any, Any]:
 
     model, task, meta = load_checkpoint(config.checkpoint_name)
     model.requires_grad_(False)  # the env only runs the CTM; no autograd graph per tick
+    model.set_inference_dtype(config.dtype)
     if meta.task_name != config.task:
         raise ConfigError(f"checkpoint {config.checkpoint_name!r} was trained on task "
                           f"{meta.task_name!r}, not {config.task!r}", field="checkpoint",
