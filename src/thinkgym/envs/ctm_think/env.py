@@ -238,7 +238,8 @@ class CTMThinkEnv(gym.Env):
 
     ## Arguments
     See :class:`CTMThinkConfig`: ``task``, ``checkpoint``, ``tick_budget``,
-    ``obs_mode``, ``split``, the reward numbers and ``reward_weights``.
+    ``obs_mode``, ``split``, the reward numbers, ``reward_weights``, ``torch_threads``
+    and ``dtype`` (``"bfloat16"`` ticks).
 
     ## Version History
     * v0: initial version; held-out items split into ``validation`` and ``test`` halves.
