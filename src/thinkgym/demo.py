@@ -47,6 +47,10 @@ def _stage_ctm_parity(args: argparse.Namespace) -> None:
                       f"(cert {result.certainty_per_tick[t - 1]:.2f})" for t in picks)
     print(f"  parity16, {result.samples} held-out items  {cells}")
     print(f"  at each item's most certain tick: accuracy {result.accuracy_most_certain:.3f}")
+    low = evaluate_checkpoint("parity16", samples=256, start_index=args.seed * 256,
+                              progress=False, dtype="bfloat16")
+    print(f"  the same with bfloat16 ticks (set_inference_dtype): accuracy "
+          f"{low.accuracy_most_certain:.3f}")
 
 
 def _stage_ctm_think(args: argparse.Namespace) -> None:
@@ -240,7 +244,8 @@ def _stage_real_model(args: argparse.Namespace) -> None:
 
 STAGES: list[tuple[str, Callable[[argparse.Namespace], None]]] = [
     ("environments: make, reset(seed), step", _stage_envs),
-    ("ctm: bundled parity16 accuracy and certainty vs ticks", _stage_ctm_parity),
+    ("ctm: bundled parity16 accuracy and certainty vs ticks (fp32, then bf16 ticks)",
+     _stage_ctm_parity),
     ("CTMThink-v0: when to stop thinking (100 episodes per policy), ctm_think tool",
      _stage_ctm_think),
     ("CTM self-play: one cycle from parity16 (generate, challengers, tournament)",
