@@ -41,7 +41,7 @@ QUERIES = {
 
 @pytest.fixture(scope="module")
 def encoder() -> Encoder:
-    return load_encoder("minilm-int8")
+    return load_encoder("auto")  # the default: ONNX Runtime int8 if installed, else torch int8
 
 
 def _config(tmp_path: Path, **kw: object) -> RetrieverConfig:
@@ -210,6 +210,13 @@ def test_encoders_are_normalised_and_int8_stays_close_to_fp32(encoder: Encoder) 
     assert fp32.id != encoder.id
     # Batching and padding do not change fp32 vectors.
     assert np.allclose(fp32.encode(texts[:1]), a[:1], atol=1e-5)
+
+
+def test_default_config_uses_the_auto_encoder(tmp_path: Path, encoder: Encoder) -> None:
+    r = Retriever(DOCS[:2], _config(tmp_path))
+    assert r.config.encoder == "auto"
+    assert r.encoder is encoder  # "auto" resolves to one cached encoder
+    assert list((tmp_path / "retrieval").glob(f"*-{encoder.id}.npy"))
 
 
 def test_passage_is_a_plain_value() -> None:

