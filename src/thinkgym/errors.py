@@ -31,7 +31,8 @@ __all__ = [
     "ToolTimeout",
     "ToolValidationError",
     "VerifierError",
-]  # the hierarchy; ``check_int_fields`` below is a helper that raises ConfigError
+]  # the hierarchy; ``check_int_fields`` and ``config_from_kwargs`` below are helpers that
+#   raise ConfigError
 
 class _Missing:
     def __repr__(self) -> str:
@@ -103,6 +104,32 @@ def check_int_fields(config: Any, minimums: dict[str, int]) -> None:
             fix = f"pass e.g. {name}={default}" if isinstance(default, int) else \
                 f"pass an int >= {lo}"
             raise ConfigError(f"must be an int >= {lo}", field=name, got=v, fix=fix)
+
+
+def config_from_kwargs(config_cls: Any, owner: str, kwargs: dict[str, Any],
+                       base: Any = None) -> Any:
+    """``config_cls(**kwargs)`` (or ``dataclasses.replace(base, **kwargs)``), refusing unknown
+    names with a ``ConfigError`` that lists the accepted ones.
+
+        >>> from dataclasses import dataclass
+        >>> @dataclass
+        ... class C:
+        ...     steps: int = 10
+        >>> config_from_kwargs(C, "Demo-v0", {"steps": 3})
+        C(steps=3)
+        >>> config_from_kwargs(C, "Demo-v0", {"step": 3})  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        thinkgym.errors.ConfigError: unknown Demo-v0 argument(s) ['step'] ... use ['steps']
+    """
+    import dataclasses
+
+    fields = {f.name for f in dataclasses.fields(config_cls)}
+    unknown = sorted(set(kwargs) - fields)
+    if unknown:
+        raise ConfigError(f"unknown {owner} argument(s) {unknown}", got=unknown,
+                          fix=f"use {sorted(fields)}")
+    return dataclasses.replace(base, **kwargs) if base is not None else config_cls(**kwargs)
 
 
 class RegistryError(ThinkgymError, LookupError):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -13,7 +12,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from thinkgym.errors import ConfigError, EnvStateError, InvalidAction
+from thinkgym.errors import ConfigError, EnvStateError, InvalidAction, config_from_kwargs
 from thinkgym.protocols import RewardInput
 from thinkgym.rewards import Composer, RewardSpec, StepReward, StepTokenReward, TokenReward
 from thinkgym.rewards.base import REWARDS
@@ -263,14 +262,10 @@ class CTMThinkEnv(gym.Env):
     metadata: dict[str, Any] = {"render_modes": ["ansi"], "render_fps": 4}  # noqa: RUF012
 
     def __init__(self, render_mode: str | None = None, **kwargs: Any) -> None:
-        unknown = sorted(set(kwargs) - {f.name for f in dataclasses.fields(CTMThinkConfig)})
-        if unknown:
-            raise ConfigError(f"unknown CTMThink-v0 argument(s) {unknown}", got=unknown,
-                              fix=f"use {[f.name for f in dataclasses.fields(CTMThinkConfig)]}")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ConfigError("unsupported render_mode", field="render_mode", got=render_mode,
                               fix="use 'ansi' or None")
-        self.config = CTMThinkConfig(**kwargs)
+        self.config = config_from_kwargs(CTMThinkConfig, "CTMThink-v0", kwargs)
         self.render_mode = render_mode
         # Loading runs under the thread limit too: in a forked async-vector worker, the
         # first multi-threaded torch op after fork can hang (the OpenMP pool is not fork-safe).

@@ -26,7 +26,7 @@ from thinkgym.envs.common.tool_turns import (
     tool_specs_json,
 )
 from thinkgym.envs.reasoning.problems import PROBLEM_KINDS, Problem, generate_problem
-from thinkgym.errors import ConfigError
+from thinkgym.errors import ConfigError, config_from_kwargs
 from thinkgym.protocols import RewardComponent, RewardInput, ToolCallRecord
 from thinkgym.rewards import Composer, RewardSpec, answer_match, boxed_answer, lenient_match
 from thinkgym.rewards.detectors import (
@@ -339,12 +339,7 @@ class ReasoningEnv(TextEnv):
     """
 
     def __init__(self, render_mode: str | None = None, **kwargs: Any) -> None:
-        fields = {f.name for f in dataclasses.fields(ReasoningConfig)}
-        unknown = sorted(set(kwargs) - fields)
-        if unknown:
-            raise ConfigError(f"unknown Reasoning-v0 argument(s) {unknown}", got=unknown,
-                              fix=f"use {sorted(fields)}")
-        self.config = ReasoningConfig(**kwargs)
+        self.config = config_from_kwargs(ReasoningConfig, "Reasoning-v0", kwargs)
         super().__init__(max_observation_chars=self.config.max_observation_chars,
                          max_action_chars=self.config.max_action_chars, render_mode=render_mode)
         from thinkgym.tools.resolve import build_tool_set

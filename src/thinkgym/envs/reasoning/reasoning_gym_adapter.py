@@ -8,13 +8,12 @@ without it raises :class:`thinkgym.errors.DependencyNotInstalled` with the fix.
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.util
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from thinkgym.envs.common.text_env import TextEnv
-from thinkgym.errors import ConfigError, DependencyNotInstalled
+from thinkgym.errors import ConfigError, DependencyNotInstalled, config_from_kwargs
 from thinkgym.protocols import RewardInput
 from thinkgym.rewards import FORMAT_PROTOCOLS, Composer, RewardSpec, TagProtocol, boxed_answer
 from thinkgym.rewards.detectors import AnswerGuessing, FormatGaming, LengthGaming
@@ -163,12 +162,7 @@ class ReasoningGymEnv(TextEnv):
     """
 
     def __init__(self, render_mode: str | None = None, **kwargs: Any) -> None:
-        fields = {f.name for f in dataclasses.fields(ReasoningGymConfig)}
-        unknown = sorted(set(kwargs) - fields)
-        if unknown:
-            raise ConfigError(f"unknown ReasoningGym-v0 argument(s) {unknown}", got=unknown,
-                              fix=f"use {sorted(fields)}")
-        self.config = ReasoningGymConfig(**kwargs)
+        self.config = config_from_kwargs(ReasoningGymConfig, "ReasoningGym-v0", kwargs)
         self.dataset = _load_dataset(self.config)
         super().__init__(max_observation_chars=self.config.max_observation_chars,
                          max_action_chars=self.config.max_action_chars, render_mode=render_mode)

@@ -31,7 +31,13 @@ from thinkgym.envs.common.tool_turns import (
 )
 from thinkgym.envs.search_qa.knowledge import KnowledgeWorld, WorldConfig, build_world
 from thinkgym.envs.search_qa.questions import SPLITS, Question, Split
-from thinkgym.errors import ConfigError, EnvStateError, ToolError, check_int_fields
+from thinkgym.errors import (
+    ConfigError,
+    EnvStateError,
+    ToolError,
+    check_int_fields,
+    config_from_kwargs,
+)
 from thinkgym.protocols import RewardInput, ToolCallRecord
 from thinkgym.rewards import FORMAT_PROTOCOLS, Composer, RewardSpec, StepReward, TagProtocol
 from thinkgym.tools.builtins import make_search_tool
@@ -353,12 +359,7 @@ class SearchQAEnv(TextEnv):
 
     def __init__(self, render_mode: str | None = None, config: SearchQAConfig | None = None,
                  **kwargs: Any) -> None:
-        fields = {f.name for f in dataclasses.fields(SearchQAConfig)}
-        unknown = sorted(set(kwargs) - fields)
-        if unknown:
-            raise ConfigError(f"unknown SearchQA-v0 argument(s) {unknown}", got=unknown,
-                              fix=f"use {sorted(fields)}")
-        self.config = dataclasses.replace(config, **kwargs) if config else SearchQAConfig(**kwargs)
+        self.config = config_from_kwargs(SearchQAConfig, "SearchQA-v0", kwargs, config)
         super().__init__(max_observation_chars=self.config.max_observation_chars,
                          max_action_chars=self.config.max_action_chars, render_mode=render_mode)
         from thinkgym.tools.resolve import build_tool_set

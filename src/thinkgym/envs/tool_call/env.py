@@ -29,7 +29,7 @@ from thinkgym.envs.tool_call.scoring import (
 from thinkgym.envs.tool_call.store import StoreConfig, StoreWorld, generate_world
 from thinkgym.envs.tool_call.store_tasks import TASK_KINDS, StoreTask, generate_task
 from thinkgym.envs.tool_call.store_tools import build_prompt, make_store_tools
-from thinkgym.errors import ConfigError, EnvStateError
+from thinkgym.errors import ConfigError, EnvStateError, config_from_kwargs
 from thinkgym.protocols import RewardInput, ToolCallRecord
 from thinkgym.rewards import Composer, RewardSpec
 from thinkgym.tools.resolve import build_tool_set
@@ -200,12 +200,7 @@ class ToolCallEnv(TextEnv):
     """
 
     def __init__(self, render_mode: str | None = None, **kwargs: Any) -> None:
-        fields = {f.name for f in dataclasses.fields(ToolCallConfig)}
-        unknown = sorted(set(kwargs) - fields)
-        if unknown:
-            raise ConfigError(f"unknown ToolCall-v0 argument(s) {unknown}", got=unknown,
-                              fix=f"use {sorted(fields)}")
-        self.config = ToolCallConfig(**kwargs)
+        self.config = config_from_kwargs(ToolCallConfig, "ToolCall-v0", kwargs)
         super().__init__(max_observation_chars=self.config.max_observation_chars,
                          max_action_chars=self.config.max_action_chars, render_mode=render_mode)
         self.composer = self.config.composer()

@@ -35,7 +35,7 @@ from thinkgym.envs.common.tool_turns import (
 )
 from thinkgym.envs.tool_use.task_sets import TASK_SETS, TaskSet
 from thinkgym.envs.tool_use.verifiers import Verifier, VerifierLike, resolve_verifier
-from thinkgym.errors import ConfigError, EnvStateError, check_int_fields
+from thinkgym.errors import ConfigError, EnvStateError, check_int_fields, config_from_kwargs
 from thinkgym.protocols import RewardInput, ToolCallRecord
 from thinkgym.rewards import Composer, RewardSpec
 
@@ -315,12 +315,7 @@ class ToolUseEnv(TextEnv):
     def __init__(self, render_mode: str | None = None, **kwargs: Any) -> None:
         from thinkgym.tools.resolve import build_tool_set
 
-        fields = {f.name for f in dataclasses.fields(ToolUseConfig)}
-        unknown = sorted(set(kwargs) - fields)
-        if unknown:
-            raise ConfigError(f"unknown ToolUse-v0 argument(s) {unknown}", got=unknown,
-                              fix=f"use {sorted(fields)}")
-        self.config = ToolUseConfig(**kwargs)
+        self.config = config_from_kwargs(ToolUseConfig, "ToolUse-v0", kwargs)
         super().__init__(max_observation_chars=self.config.max_observation_chars,
                          max_action_chars=self.config.max_action_chars, render_mode=render_mode)
         self.tools = build_tool_set({}, self.config.tools, self.config.extra_tools,
