@@ -26,6 +26,21 @@ What is timed:
   tick, in points) over the bundled checkpoints' held-out sets.
 - ``train_step_s_b64``: one full fp32 training step at batch 64 with 75 ticks.
 
+Result (``results/ctm_tick.json``, idle machine, 2 threads; min / median): fp32 b64
+6.39 / 7.06 ms = 2.23x / 1.84x its floor (target 2x: missed at the min); bf16 b64
+2.81 / 3.39 ms, 2.28x / 2.08x faster than fp32 (target 2.5x: missed); fp32 b1 0.66 /
+0.76 ms = 3.13x / 3.49x its floor (target 1.5x: missed; 0.66x the DRAM-stream figure);
+bf16 accuracy within 0.004 points (met). Why the misses, measured op by op on one
+thread (``ops`` = each op of the tick alone, hot caches): the floor's two matmuls are
+82% of the fp32 op sum (6.4 of 7.8 ms), but the tick takes 10.0 ms: at batch 64 its
+working set (fused synapse weights 12.6 MB, attention K/V 16.8 MB, the NLM window
+6.8 MB, NLM weights 3.4 MB) exceeds the 32 MB L3, which ops timed alone never see. In
+bf16 the matmuls get ~4x faster but the rest does not (the GLUs are slower in bf16
+than in fp32; attention over 512 one-row queries is dispatch-bound): 1.5 of the 2.65
+ms bf16 op sum is matmul, so Amdahl caps the speed-up near 2.5x before cache effects.
+At batch 1 the tick is a chain of GEMVs over 17 MB of weights: the floor keeps them
+hot in L3 while, in the loop, they share it with everything else.
+
 The machine is shared and noisy: every figure is repeated; the headline value is the
 minimum (closest to the uncontended cost) and the median is reported beside it, all
 from this one run, with the load average before and after.
@@ -350,6 +365,66 @@ def op_floor(config: CTMConfig, batch: int, dtype: torch.dtype, repeats: int) ->
             "floor_ms": round(syn_ms + nlm_ms, 4)}
 
 
+def op_breakdown(config: CTMConfig, batch: int, dtype: torch.dtype, repeats: int) -> dict:
+    """Every op of a fast-path tick timed alone (hot caches), in ``dtype``, in ms.
+
+    The same shapes and layouts as :func:`thinkgym.ctm_core.fast.rollout_fast` (fused
+    synapse, time-major NLM window, sync sums in fp32). The tick's time minus this sum is
+    what running them in sequence costs beyond each alone (caches, the working set).
+    """
+    c = config
+    d, e, m, heads = c.d_model, c.d_input, c.memory_length, c.heads
+    hd, h2, n_tok = e // heads, 2 * c.memory_hidden_dims, 64
+    sa = c.n_synch_action * (c.n_synch_action + 1) // 2
+    n_sync = sa + c.n_synch_out * (c.n_synch_out + 1) // 2
+    gen = torch.Generator().manual_seed(0)
+
+    def rand(*shape: int, dt: torch.dtype = dtype) -> torch.Tensor:
+        return torch.randn(*shape, generator=gen).to(dt)
+
+    wq, bq, s_act = rand(e, sa), rand(e), rand(sa, batch, dt=torch.float32)
+    k_t, v = rand(batch * heads, hd, n_tok), rand(batch * heads, n_tok, hd)
+    ws, bs, a, z = rand(2 * d, e + d), rand(2 * d), rand(batch, e), rand(d, batch)
+    ln_w, ln_b = rand(d), rand(d)
+    hist, w1bt = rand(d, m + 17, batch), rand(d, h2, m + 1)
+    w2t, b2t = rand(d, 2, h2 // 2), rand(d, 2, 1)
+    pairs = torch.randint(0, d, (2 * n_sync,), generator=gen)
+    decay = torch.rand(n_sync, 1, generator=gen)
+    alpha, beta = torch.randn(n_sync, batch), torch.rand(n_sync, batch) + 1
+    s_out, one = torch.empty(n_sync, batch), torch.ones(())
+    q = torch.addmm(bq, s_act.t().to(dtype), wq.t())
+    pre = torch.addmm(bs, torch.cat((a, z.t()), 1), ws.t())
+    normed = F.layer_norm(F.glu(pre, -1), (d,), ln_w, ln_b)
+    h = torch.matmul(w1bt, hist.narrow(1, 1, m + 1))
+    h1 = F.glu(h, 1)
+    z_new = F.glu(torch.baddbmm(b2t, w2t, h1), 1).reshape(d, batch)
+
+    def sync() -> None:
+        g = z_new.index_select(0, pairs).to(torch.float32)
+        al = torch.addcmul(g[:n_sync] * g[n_sync:], decay, alpha)
+        be = torch.addcmul(one, decay, beta)
+        torch.mul(al, be.rsqrt(), out=s_out)
+
+    n = 20 if batch > 1 else 200
+    ops = {
+        "query": lambda: torch.addmm(bq, s_act.t().to(dtype), wq.t()),
+        "attention": lambda: torch.bmm(torch.bmm(q.view(batch * heads, 1, hd), k_t)
+                                       .softmax(-1), v),
+        "synapse_matmul": lambda: torch.addmm(bs, torch.cat((a, z.t()), 1), ws.t()),
+        "synapse_glu_layernorm": lambda: F.layer_norm(F.glu(pre, -1), (d,), ln_w, ln_b),
+        "history_write": lambda: hist.select(1, m).copy_(normed.t()),
+        "nlm_matmul": lambda: torch.matmul(w1bt, hist.narrow(1, 1, m + 1)),
+        "nlm_glu": lambda: F.glu(h, 1),
+        "nlm_layer2": lambda: F.glu(torch.baddbmm(b2t, w2t, h1), 1),
+        "sync": sync,
+    }
+    out = {name: round(_best_ms(fn, n, repeats), 4) for name, fn in ops.items()}
+    total = sum(out.values())
+    out["sum"] = round(total, 4)
+    out["matmul_share"] = round((out["synapse_matmul"] + out["nlm_matmul"]) / total, 3)
+    return out
+
+
 def stream_floor_b1(model: ContinuousThoughtMachine, repeats: int) -> dict:
     """Reference only: the tick's fp32 weight bytes over DRAM bandwidth (a GEMV cycling
     over four ~12 MB matrices, more than the L3 holds)."""
@@ -435,6 +510,8 @@ def main(argv: list[str] | None = None) -> dict:
                                                    clock="cpu")
         torch.set_num_threads(args.threads)
     stream = stream_floor_b1(model, args.repeats)
+    breakdown = {dt: op_breakdown(model.config, 64, INFERENCE_DTYPES[dt], args.repeats)
+                 for dt in ("float32", "bfloat16")}
     accuracy = accuracy_by_dtype(args.accuracy_samples) if args.accuracy_samples else None
     load["after"] = os.getloadavg()
 
@@ -478,6 +555,10 @@ def main(argv: list[str] | None = None) -> dict:
            for b, f in cpu1.items()},
     }
     result["stream_floor_b1_reference"] = stream
+    result["op_breakdown_b64"] = {
+        "note": "each op of a tick alone with hot caches (ms, this run's threads); the tick "
+                "minus their sum is what running them in sequence costs beyond each alone",
+        **breakdown}
     checks = {k: v for k, v in result.items() if k in TARGETS and v is not None}
     result["targets"] = {k: f"{op} {bound}" for k, (op, bound) in TARGETS.items()}
     result["meets_targets"] = {k: (v <= TARGETS[k][1] if TARGETS[k][0] == "<=" else
@@ -580,6 +661,13 @@ def print_table(r: dict) -> None:
                   f"{side[name]['median']:>9.3f}")
         print(f"{'(side by side) speed-up':40s} {side['speedup_min']:>9} "
               f"{side['speedup_median']:>9}")
+    for dt, ops in r["op_breakdown_b64"].items():
+        if dt == "note":
+            continue
+        tick = r["ms_per_tick_b64" + ("_bf16" if dt == "bfloat16" else "")]
+        print(f"{'(ops alone) b64 ' + dt + ': sum / tick':40s} {ops['sum']:>9} {tick:>9}  "
+              f"matmuls {100 * ops['matmul_share']:.0f}% of the sum; " + ", ".join(
+                  f"{k} {v}" for k, v in ops.items() if k not in ("sum", "matmul_share")))
     st = r["stream_floor_b1_reference"]
     print(f"(reference) b1 weights over DRAM bandwidth: {st['stream_floor_b1_ms']} ms "
           f"({st['weight_mb_per_tick']} MB at {st['dram_gb_per_s']} GB/s; the weights stay in L3)")

@@ -168,6 +168,46 @@ def _stage_search_qa(args: argparse.Namespace) -> None:
     env.close()
 
 
+def _stage_mag(args: argparse.Namespace) -> None:
+    """MAG stage 1 on the tiny model (mechanics), then one live SearchQA-v0 episode."""
+    import gymnasium as gym
+    import torch
+
+    from thinkgym.agents.mag import MAGConfig, MAGPolicy, MAGPolicyConfig
+    from thinkgym.agents.mag.search_qa import MAGSearchAgent
+    from thinkgym.agents.search_qa import run_episode
+    from thinkgym.agents.tiny import load_tiny_model
+    from thinkgym.training.mag import (
+        MAGTrainConfig,
+        encode_episodes,
+        log_episodes,
+        train_detection,
+    )
+
+    torch.manual_seed(args.seed)
+    lm, tokenizer = load_tiny_model()
+    policy = MAGPolicy(lm, tokenizer, MAGPolicyConfig(block=MAGConfig(d_model=32, num_heads=2)))
+    before = [p.clone() for p in lm.parameters()]
+    episodes = log_episodes(range(args.seed * 16, args.seed * 16 + 16), budget=6,
+                            env_kwargs={"top_k": 1})
+    log = train_detection(policy, encode_episodes(episodes, tokenizer, 6),
+                          MAGTrainConfig(stage=1, max_steps=20, batch_size=8, seed=args.seed))
+    frozen = all(torch.equal(a, b) for a, b in zip(before, lm.parameters(), strict=True))
+    print(f"  stage 1, 20 steps on 16 logged episodes: TD loss "
+          f"{log[0]['loss/value'] + log[0]['loss/stop_value']:.3f} -> "
+          f"{log[-1]['loss/value'] + log[-1]['loss/stop_value']:.3f}; LM unchanged: {frozen}")
+    env = gym.make("SearchQA-v0", split="test", top_k=1)
+    agent = MAGSearchAgent(policy, budget=6)
+    result = run_episode(env, agent, seed=args.seed)
+    writes = policy.block.state.memory.w1.sub(policy.block.memory.w1_0).norm().detach()
+    print(f"  live episode: {result.searches} searches, EM {result.exact_match:.0f}; per step "
+          "V-U vs tau: " + ", ".join(f"{d.value - d.stop_value:+.2f}/{d.threshold:.2f}"
+                                     for d in agent.decisions))
+    print(f"  test-time memory writes moved M by {float(writes):.3f} (reset between episodes)."
+          " SmolLM2 halting figures: benchmarks/results/mag_halting.json")
+    env.close()
+
+
 def _stage_llm_training(args: argparse.Namespace) -> None:
     """Cold start (4 SFT steps on oracle episodes), then one GRPO step: tiny model, ToolCall-v0."""
     import json
@@ -253,6 +293,8 @@ STAGES: list[tuple[str, Callable[[argparse.Namespace], None]]] = [
     ("tool use and reasoning: oracle vs random, 20 episodes each", _stage_tool_and_reasoning),
     ("plug in your own tool: a typed function in ToolUse-v0", _stage_user_tools),
     ("search QA: multi-hop oracle vs no retrieval, 20 held-out questions", _stage_search_qa),
+    ("MAG memory-gated halting: detection channel, LM frozen (tiny model: mechanics)",
+     _stage_mag),
     ("LLM training: cold-start SFT then one GRPO step (tiny model, ToolCall-v0)",
      _stage_llm_training),
 ]

@@ -1,4 +1,4 @@
-"""``thinkgym train sft|grpo|reinforce``: the LLM trainers (and REINFORCE) from the command line.
+"""``thinkgym train sft|grpo|reinforce|mag``: the LLM trainers (and REINFORCE, MAG) from the CLI.
 
 Light to import (argument definitions only): torch, transformers and trl are
 imported inside the run functions, so ``thinkgym --help`` stays fast.
@@ -44,7 +44,7 @@ TINY_MAX_COMPLETION_TOKENS = 512
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    """Add the ``sft``, ``grpo`` and ``reinforce`` subcommands."""
+    """Add the ``sft``, ``grpo``, ``reinforce`` and ``mag`` subcommands."""
     sub = parser.add_subparsers(dest="train_command", metavar="SUBCOMMAND")
     _configure_sft(sub.add_parser(
         "sft", help="cold start: fine-tune on scripted-oracle episodes (env tokens masked)",
@@ -60,6 +60,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "reinforce", help="REINFORCE with a baseline for small policies (reference trainer)",
         description="REINFORCE with a baseline over macro-actions (e.g. search-or-answer on "
         "SearchQA-v0 features)."))
+    importlib.import_module("thinkgym.training.mag").configure(sub.add_parser(
+        "mag", help="MAG memory-gated halting: --stage 1 detection, 2 joint, 3 GRPO",
+        description="Progressive training of the MAG detection channel on logged SearchQA-v0 "
+        "episodes (stage 1: LM frozen; stage 2: joint) and GRPO with the query reward "
+        "(stage 3). See docs/mag.md."))
     parser.set_defaults(func=lambda args: _missing(parser))
 
 

@@ -1,0 +1,162 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from thinkgym.agents.mag import MAGConfig, MAGPolicy, MAGPolicyConfig
+from thinkgym.agents.tiny import load_tiny_model, tiny_model_path
+from thinkgym.errors import ConfigError
+from thinkgym.training.mag import (
+    MAGTrainConfig,
+    _batch,
+    calibrate_threshold,
+    detection_loss,
+    encode_episodes,
+    log_episodes,
+    stop_steps,
+    train_detection,
+    train_mag,
+)
+
+SMALL = MAGPolicyConfig(block=MAGConfig(d_model=16, num_heads=2, window=16, chunk_size=16,
+                                        memory_hidden=16), head_hidden=16)
+ENV = {"split": "train", "top_k": 1}
+
+
+@pytest.fixture(scope="module")
+def episodes():
+    return log_episodes(range(8), budget=3, env_kwargs=ENV)
+
+
+def _policy():
+    torch.manual_seed(0)
+    lm, tok = load_tiny_model()
+    return MAGPolicy(lm, tok, SMALL)
+
+
+def _snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def test_stage1_leaves_generation_weights_untouched(episodes) -> None:
+    policy = _policy()
+    enc = encode_episodes(episodes, policy.tokenizer, 3)
+    config = MAGTrainConfig(stage=1, max_steps=30, batch_size=4, budget=3)
+    batch = _batch(enc, 1.0)
+    with torch.no_grad():
+        before_loss, _ = detection_loss(policy, batch, config)
+    lm_before, det_before = _snapshot(policy.lm), _snapshot(policy.head)
+    log = train_detection(policy, enc, config)
+    assert all(torch.equal(lm_before[k], v) for k, v in policy.lm.state_dict().items())
+    assert all(not p.requires_grad for p in policy.generation_parameters())
+    assert any(not torch.equal(det_before[k], v) for k, v in policy.head.state_dict().items())
+    with torch.no_grad():
+        after_loss, _ = detection_loss(policy, batch, config)
+    assert float(after_loss) < 0.5 * float(before_loss)  # it fits the TD targets
+    assert len(log) == 30
+    assert "loss/value" in log[0]
+
+
+def test_stage2_tunes_the_lm_jointly(episodes) -> None:
+    policy = _policy()
+    enc = encode_episodes(episodes, policy.tokenizer, 3)
+    lm_before = _snapshot(policy.lm)
+    log = train_detection(policy, enc, MAGTrainConfig(stage=2, max_steps=2, batch_size=2,
+                                                      lm_learning_rate=1e-3, budget=3))
+    assert any(not torch.equal(lm_before[k], v) for k, v in policy.lm.state_dict().items())
+    assert "loss/lm_nll" in log[-1]
+    assert log[-1]["loss/lm_nll"] > 0
+
+
+def test_stop_steps_and_calibration() -> None:
+    import numpy as np
+
+    adv = [(np.array([0.5, 0.05, 0.0]), np.zeros(3)), (np.array([0.5, 0.5, 0.5]), np.zeros(3))]
+    assert stop_steps(adv, 0.1) == [1, 2]  # first step under tau, else the last step
+    assert stop_steps(adv, 0.0) == [2, 2]
+
+    class E:  # the two fields calibrate_threshold reads
+        def __init__(self, correct):
+            self.correct, self.ends = correct, [0] * len(correct)
+
+    eps = [E([False, True, True]), E([False, False, True])]
+    tau, table = calibrate_threshold(adv, eps, (0.0, 0.1, 0.6), 0.0)
+    assert tau == 0.1  # 0.6 stops both at step 0 and loses them; 0.1 is as good as the full
+    assert table["0.1"] == {"success": 1.0, "mean_steps": 2.5}
+
+
+def test_train_mag_stage1_then_2_then_3(tmp_path) -> None:
+    """The three stages chain through their output directories (tiny model, CPU)."""
+    common = {"env_kwargs": ENV, "num_episodes": 6, "num_validation": 4, "budget": 3,
+              "batch_size": 3, "calibrate": False}
+    s1 = train_mag(MAGTrainConfig(stage=1, max_steps=3, output_dir=str(tmp_path / "s1"),
+                                  **common), str(tiny_model_path()), policy_config=SMALL,
+                   progress=False)
+    report = json.loads((s1 / "mag_train.json").read_text())
+    assert report["base_threshold"] == MAGTrainConfig().step_cost  # tau's base = lambda
+    assert set(report["validation"]) == {str(t) for t in MAGTrainConfig().thresholds}
+    assert not (s1 / "config.json").exists()  # stage 1 does not copy the unchanged LM
+    s2 = train_mag(MAGTrainConfig(stage=2, max_steps=1, output_dir=str(tmp_path / "s2"),
+                                  **common), str(s1), progress=False)
+    assert (s2 / "config.json").is_file()
+    assert (s2 / "thinkgym_tiny.json").is_file()
+    MAGPolicy.load(s2)  # the tuned LM + block
+    s3 = train_mag(MAGTrainConfig(
+        stage=3, max_steps=2, output_dir=str(tmp_path / "s3"), env_kwargs=ENV,
+        grpo={"num_generations": 2, "prompts_per_step": 1, "num_prompts": 4,
+              "max_new_tokens": 16, "max_completion_tokens": 128, "learning_rate": 1e-4}),
+        str(s2), progress=False)
+    state = json.loads((s3 / "trainer_state.json").read_text())
+    assert state["global_step"] == 2
+    assert MAGPolicy.load(s3).config.base_threshold == report["base_threshold"]
+
+
+def test_stage1_calibrates_the_threshold_on_validation_by_default(tmp_path) -> None:
+    out = train_mag(MAGTrainConfig(stage=1, max_steps=2, env_kwargs=ENV, num_episodes=4,
+                                   num_validation=4, budget=2, batch_size=2,
+                                   thresholds=(0.0, 1e6), output_dir=str(tmp_path)),
+                    str(tiny_model_path()), policy_config=SMALL, progress=False)
+    report = json.loads((out / "mag_train.json").read_text())
+    table = report["validation"]
+    full = max(r["success"] for r in table.values())
+    ok = [float(t) for t, r in table.items() if r["success"] >= full - 0.005]
+    best = min(ok, key=lambda t: (table[str(t)]["mean_steps"], t))
+    assert report["base_threshold"] == best
+    assert MAGPolicy.load(out).config.base_threshold == best
+
+
+@pytest.mark.parametrize(("kwargs", "field"), [
+    ({"stage": 4}, "stage"), ({"gamma": 0.0}, "gamma"), ({"budget": 0}, "budget")])
+def test_config_validation_names_the_field(kwargs, field) -> None:
+    with pytest.raises(ConfigError, match=field):
+        MAGTrainConfig(**kwargs)
+
+
+def test_cli_runs_stage1(tmp_path) -> None:
+    from thinkgym.cli import main
+
+    out = tmp_path / "cli"
+    code = main(["train", "mag", "--stage", "1", "--episodes", "4", "--validation", "2",
+                 "--budget", "2", "--steps", "2", "--batch-size", "2", "--env-arg", "top_k=1",
+                 "--out", str(out), "--no-progress"])
+    assert code == 0
+    assert (out / "mag.pt").is_file()
+    assert json.loads((out / "mag_config.json").read_text())["lm"] == str(tiny_model_path())
+
+
+def test_example_runs_end_to_end_on_the_tiny_model() -> None:
+    """examples/mag_halting.py: the four stages print and three live episodes are played."""
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[2] / "examples" / "mag_halting.py"
+    out = subprocess.run([sys.executable, str(script), "--model", "tiny", "--train", "16",
+                          "--eval", "8", "--steps", "5"], capture_output=True, text=True,
+                         check=True, timeout=300).stdout
+    for line in ("2. stage 1: 5 steps", "full_budget   success 1.000  mean steps 6.00",
+                 "4. live episodes"):
+        assert line in out, out
+    assert sum(line.strip().startswith("seed ") for line in out.splitlines()) == 3
