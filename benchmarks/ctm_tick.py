@@ -26,26 +26,28 @@ What is timed:
   tick, in points) over the bundled checkpoints' held-out sets.
 - ``train_step_s_b64``: one full fp32 training step at batch 64 with 75 ticks.
 
-Result (``results/ctm_tick.json``, idle machine, 2 threads; min / median): fp32 b64
-6.39 / 7.06 ms = 2.23x / 1.84x its floor (target 2x: missed at the min); bf16 b64
-2.81 / 3.39 ms, 2.28x / 2.08x faster than fp32 (target 2.5x: missed); fp32 b1 0.66 /
-0.76 ms = 3.13x / 3.49x its floor (target 1.5x: missed; 0.66x the DRAM-stream figure);
-bf16 accuracy within 0.004 points (met). Why the misses, measured op by op on one
-thread (``ops`` = each op of the tick alone, hot caches): the floor's two matmuls are
-82% of the fp32 op sum (6.4 of 7.8 ms), but the tick takes 10.0 ms: at batch 64 its
-working set (fused synapse weights 12.6 MB, attention K/V 16.8 MB, the NLM window
-6.8 MB, NLM weights 3.4 MB) exceeds the 32 MB L3, which ops timed alone never see. In
-bf16 the matmuls get ~4x faster but the rest does not (the GLUs are slower in bf16
-than in fp32; attention over 512 one-row queries is dispatch-bound): 1.5 of the 2.65
-ms bf16 op sum is matmul, so Amdahl caps the speed-up near 2.5x before cache effects.
-At batch 1 the tick is a chain of GEMVs over 17 MB of weights: the floor keeps them
-hot in L3 while, in the loop, they share it with everything else.
+Result (``results/ctm_tick.json``, ``--wait-idle 120``, 2 threads; min / median): fp32
+b64 5.30 / 6.13 ms = 1.83x / 1.84x its floor (target 2x: met; before the NLMs ran in
+cache-sized neuron chunks, 2.19x and 2.23x in two runs); bf16 b64 2.60 / 2.72 ms,
+2.04x / 2.25x faster than fp32 (target 2.5x: missed; 2.32x / 2.31x in the run before);
+fp32 b1 0.33 / 0.41 ms = 1.94x / 2.25x its floor (target 1.5x: missed; 1.97x to 2.31x
+over this session's four runs); bf16 accuracy within 0.004 points (met). Why the
+misses (``op_breakdown_b64``: each op alone, hot caches, same run): in bf16 the
+matmuls get ~4x faster but the rest does not (the NLM GLU is slower in bf16 than in
+fp32, attention over 512 one-row queries is dispatch-bound): the bf16 op sum is 1.41
+ms of which 54% matmul, against 3.78 ms and 76% in fp32, and running the ops in
+sequence adds 1.2 ms in bf16 (cache misses and per-op overhead do not shrink with the
+dtype), so the speed-up stays near 2-2.3x. At batch 1 the tick is a chain of ~20 small
+ops around GEMVs over 17 MB of weights: the floor keeps its two GEMVs hot in L3 and
+pays no dispatch, while the tick pays ~5-10 us per op; an experiment compiling the
+whole tick with ``torch.compile`` (inductor, not shipped: 13 s compile, needs a C++
+compiler) reached 1.6x the floor, so fused kernels alone would not reach 1.5x either.
 
 The machine is shared and noisy: every figure is repeated; the headline value is the
 minimum (closest to the uncontended cost) and the median is reported beside it, all
 from this one run, with the load average before and after.
 
-    python benchmarks/ctm_tick.py --json benchmarks/results/ctm_tick.json
+    python benchmarks/ctm_tick.py --wait-idle 120 --json benchmarks/results/ctm_tick.json
 """
 
 from __future__ import annotations

@@ -187,6 +187,24 @@ def test_fast_path_returned_states_stay_valid(batch: int) -> None:
         assert a.allclose(b, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("chunk_neurons", [1, 5, 24])
+def test_deep_nlms_in_neuron_chunks_equal_the_autograd_path(
+        chunk_neurons: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Time-major (batch >= 4) deep NLMs run in neuron chunks: uneven last chunk included."""
+    model = small_model()
+    batch = 5
+    layer1_bytes = 2 * SMALL["memory_hidden_dims"] * batch * 8  # one neuron's (2H, B) fp64
+    monkeypatch.setattr(fast, "NLM_CHUNK_BYTES", chunk_neurons * layer1_bytes)
+    kv = model.compute_kv(tokens(batch))
+    assert len(fast._nlm_chunks(fast.folded_weights(model), batch, 8)) == -(-24 // chunk_neurons)
+    with torch.no_grad():
+        quick = model.rollout_from(model.init_state(kv), kv, ticks=8, return_states=True)
+    slow = model.rollout_from(model.init_state(kv), kv, ticks=8, return_states=True)
+    torch.testing.assert_close(quick.logits, slow.logits, rtol=1e-10, atol=1e-12)
+    for a, b in zip(quick.states, slow.states, strict=True):
+        assert a.allclose(b, rtol=1e-10, atol=1e-12)
+
+
 def test_fast_path_follows_parameter_updates() -> None:
     """The no-grad path caches folded weights: every way of changing weights must show."""
     model = small_model()

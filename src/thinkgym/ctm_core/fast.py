@@ -7,6 +7,7 @@ test holds both to the plain reference formulation) but:
 - folds weights once per parameter version (query projection into the attention
   query, attention output into the synapses, NLM temperatures into their weights);
 - keeps the pre-activation history in one buffer written one time step per tick;
+- runs deep NLMs in cache-sized chunks of neurons (layer 1, GLU, layer 2 per chunk);
 - updates both synchronisations with one gather, one multiply and one ``addcmul``;
 - runs the output projection once for all ticks.
 
@@ -29,7 +30,7 @@ from thinkgym.ctm_core.state import KV, StatePack
 if TYPE_CHECKING:
     from thinkgym.ctm_core.model import ContinuousThoughtMachine
 
-__all__ = ["HISTORY_CHUNK", "INFERENCE_DTYPES", "folded_weights", "rollout_fast"]
+__all__ = ["HISTORY_CHUNK", "INFERENCE_DTYPES", "NLM_CHUNK_BYTES", "folded_weights", "rollout_fast"]
 
 INFERENCE_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 """Compute dtypes of the no-grad path, by name (``set_inference_dtype``)."""
@@ -38,6 +39,11 @@ _COMPUTE = ("wq", "bq", "w1", "b1", "w1b", "w1bt", "w2t", "b2t", "ws", "bs", "w_
 
 TIME_MAJOR_MIN_BATCH = 4
 HISTORY_CHUNK = 16
+NLM_CHUNK_BYTES = 1 << 20
+"""Deep NLMs at batch >= TIME_MAJOR_MIN_BATCH run in chunks of neurons whose layer-1
+output takes about this many bytes (L2-sized), so that intermediate is read back from
+cache instead of memory: fp32 ticks at batch 64 and 128 ran 6-9% faster here than with
+the NLMs in one piece (bf16 within noise)."""
 """Without returned states, time steps kept beyond the window. Small keeps the window
 dense in memory; every ``HISTORY_CHUNK`` ticks the last M steps move to the front."""
 
@@ -153,15 +159,16 @@ def rollout_fast(model: ContinuousThoughtMachine, state: StatePack, kv: KV, tick
             h = F.glu(torch.baddbmm(f["b1"], nlm.norm1(window), f["w1"]), dim=-1)
             h = nlm.norm2(h).transpose(1, 2) if nlm.deep else h.transpose(1, 2)
         elif time_major:  # (D, O1, M + 1) @ (D, M + 1, B): GLU halves are contiguous
-            h = F.glu(torch.matmul(f["w1bt"], hist.narrow(1, start, m + 1)), 1)
+            return _time_major_nlms(f, chunks, hist.narrow(1, start, m + 1)).reshape(d, batch)
         else:  # [window, 1] @ [W1; b1]
-            h = F.glu(torch.bmm(steps(start, m + 1), f["w1b"]), dim=-1).transpose(1, 2)
+            h = _glu_last(torch.bmm(steps(start, m + 1), f["w1b"])).transpose(1, 2)
         if nlm.deep:  # (D, 2, H) @ (D, H, B) -> GLU over the 2 outputs -> (D, 1, B)
             h = F.glu(torch.baddbmm(f["b2t"], f["w2t"], h), dim=1)
         return h.reshape(d, batch)
 
     col = m  # next time step to write
     fused_bias = not c.do_layernorm_nlm
+    chunks = _nlm_chunks(f, batch, hist.element_size()) if time_major else []
     alpha = torch.cat((state.alpha_action, state.alpha_out), 1).t()  # (Sa + So, B)
     beta = torch.cat((state.beta_action, state.beta_out), 1).t()
     s_all = state.z.new_empty(ticks + 1, alpha.shape[0], batch)
@@ -216,6 +223,49 @@ def rollout_fast(model: ContinuousThoughtMachine, state: StatePack, kv: KV, tick
               if return_states else None)
     final = states[-1] if states else _state_from(model, records[-1], state.tick + ticks)
     return logits, states, final
+
+
+def _nlm_chunks(f: dict[str, torch.Tensor], batch: int, itemsize: int,
+                ) -> list[tuple[torch.Tensor, ...]]:
+    """Deep NLM weights cut in neuron chunks of about ``NLM_CHUNK_BYTES`` of layer-1 output.
+
+    Items are ``(w1bt, w2t, b2t, out)``, ``out`` the chunk's rows of one ``(D, 2, B)``
+    layer-2 buffer (the first item's ``out._base``); empty for shallow NLMs.
+    """
+    if "w2t" not in f:
+        return []
+    d, o1 = f["w1bt"].shape[:2]
+    n = max(1, NLM_CHUNK_BYTES // (o1 * batch * itemsize))
+    out = f["w2t"].new_empty(d, 2, batch)
+    return [(f["w1bt"][s:s + n], f["w2t"][s:s + n], f["b2t"][s:s + n], out[s:s + n])
+            for s in range(0, d, n)]
+
+
+def _time_major_nlms(f: dict[str, torch.Tensor], chunks: list[tuple[torch.Tensor, ...]],
+                     window: torch.Tensor) -> torch.Tensor:
+    """NLMs over a time-major ``(D, M + 1, B)`` window (bias row included) -> ``(D, 1, B)``.
+
+    Deep NLMs run chunk by chunk (:func:`_nlm_chunks`): layer 1, its GLU and layer 2
+    of one chunk, so the ``(n, 2H, B)`` layer-1 output is read back from cache.
+    """
+    if not chunks:  # shallow: one layer, GLU over its 2 outputs
+        return F.glu(torch.matmul(f["w1bt"], window), 1)
+    start = 0
+    for w1bt, w2t, b2t, out in chunks:
+        rows = window.narrow(0, start, w1bt.shape[0])
+        torch.baddbmm(b2t, w2t, F.glu(torch.matmul(w1bt, rows), 1), out=out)
+        start += w1bt.shape[0]
+    return F.glu(cast(torch.Tensor, chunks[0][3]._base), dim=1)
+
+
+def _glu_last(x: torch.Tensor) -> torch.Tensor:
+    """``F.glu(x, -1)`` for short rows: one sigmoid over all of ``x``, then one multiply.
+
+    On (D, B, 2H) with 2H = 32, F.glu's kernel runs row by row (3x slower here at
+    batch 1); the sigmoid of the unused half costs less than that.
+    """
+    half = x.shape[-1] // 2
+    return x[..., :half] * torch.sigmoid(x)[..., half:]
 
 
 def _state_from(model: ContinuousThoughtMachine, record: tuple[torch.Tensor, ...],
