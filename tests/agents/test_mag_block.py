@@ -76,6 +76,26 @@ def test_padding_keys_do_not_change_real_tokens(block) -> None:
     assert torch.allclose(out[:, :6], ref, atol=1e-5)
 
 
+def test_no_persistent_tokens_with_padding_stays_finite() -> None:
+    """Without a prefix a padded query still has itself to attend to (no NaN)."""
+    torch.manual_seed(0)
+    block = MAGBlock(MAGConfig(**{**CFG.__dict__, "num_persistent": 0})).eval()
+    x = torch.randn(2, 6, 16)
+    mask = torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 1, 0, 0, 0]])
+    with torch.no_grad():
+        out, _ = block.forward_with_state(x, None, mask)
+        ref, _ = block.forward_with_state(x[1:, :3], None)
+    assert torch.isfinite(out).all()
+    assert torch.allclose(out[1, :3], ref[0], atol=1e-5)
+
+
+def test_block_supports_module_apply(block) -> None:
+    """nn.Module.apply (weight init, e.g.) reaches every submodule."""
+    seen: list[str] = []
+    block.apply(lambda m: seen.append(type(m).__name__))
+    assert "NeuralMemory" in seen
+
+
 def test_memory_is_written_at_test_time_and_learns_the_chunk(block) -> None:
     mem = block.memory
     x = torch.randn(2, CFG.chunk_size, 16)

@@ -156,20 +156,20 @@ class NeuralMemory(nn.Module):
         return MemoryState(w1, w2, torch.zeros_like(w1), torch.zeros_like(w2))
 
     @staticmethod
-    def apply(w1: Tensor, w2: Tensor, k: Tensor) -> Tensor:
+    def evaluate(w1: Tensor, w2: Tensor, k: Tensor) -> Tensor:
         """``M(k)`` with per-row weights: ``(B, d, h), (B, h, d), (B, T, d) -> (B, T, d)``."""
         return torch.bmm(F.silu(torch.bmm(k, w1)), w2)
 
     def read(self, state: MemoryState, x: Tensor) -> Tensor:
         """``M*(q)``, ``q = W_Q x`` (L2-normalised): ``(B, T, d) -> (B, T, d)``; no write."""
         q = F.normalize(self.w_q(x), dim=-1)
-        return self.apply(state.w1, state.w2, q)
+        return self.evaluate(state.w1, state.w2, q)
 
     def surprise_loss(self, state: MemoryState, x: Tensor, mask: Tensor | None = None) -> Tensor:
         """``l(M; x) = ||M(k) - v||^2`` per row, summed over tokens, over ``C``: ``(B,)``."""
         k = F.normalize(self.w_k(x), dim=-1)
         v = self.w_v(x)
-        err = (self.apply(state.w1, state.w2, k) - v).pow(2).sum(-1)  # (B, T)
+        err = (self.evaluate(state.w1, state.w2, k) - v).pow(2).sum(-1)  # (B, T)
         if mask is not None:
             err = err * mask
         return err.sum(-1) / self.config.chunk_size
@@ -278,8 +278,9 @@ class MAGBlock(nn.Module):
             keep = torch.cat([mask.new_ones(b, c.num_persistent + tail.shape[1]), mask], dim=1)
             allowed = allowed & keep.bool()[:, None, None, :]
         if c.num_persistent == 0:  # a padded query with no key would give NaN: let it see itself
-            allowed = allowed | torch.eye(t, keys_in.shape[1], keys_in.shape[1] - t,
-                                          dtype=torch.bool, device=h.device)
+            past = keys_in.shape[1] - t  # query i is key past + i
+            itself = torch.eye(t, dtype=torch.bool, device=h.device)
+            allowed = allowed | torch.cat([itself.new_zeros(t, past), itself], dim=1)
         y = F.scaled_dot_product_attention(heads(q), heads(k), heads(v), attn_mask=allowed)
         return self.attn_out(y.transpose(1, 2).reshape(b, t, d))
 
