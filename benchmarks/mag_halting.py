@@ -27,12 +27,15 @@ right. Every policy below stops the *same* logged episodes.
   of the full budget on the validation episodes: what the step count alone buys;
 * ``oracle`` (upper bound, reads the labels) — the first step whose candidate is right.
 
-Splits: the detection channel is trained on ``train``-split questions (seeds 0 .. N-1),
-validated on ``train`` seeds N .. N+V-1, and evaluated on the ``test`` split
-(held-out start entities), seeds 0 .. E-1. The detection channel reads only the
-transcript (chat-templated prompt, its actions, the env's ``<information>``
-blocks) through the LM, the LM's next-token entropy and the step fraction; never the
-gold answer, the hop reader's state or the candidate.
+Splits: the ``train`` split's start entities are divided by a stable hash (80/20,
+:func:`thinkgym.training.mag.log_train_validation`, the library's default): the
+detection channel is trained on N questions whose start entities are all in the 80%,
+the threshold calibrated on V questions that start from the 20% (comparisons: at
+least one of their two; entities new to the channel, as the test split's are), and
+everything is evaluated on the ``test`` split (held-out start entities), seeds 0 .. E-1.
+The detection channel reads only the transcript (chat-templated prompt, its actions,
+the env's ``<information>`` blocks) through the LM, the LM's next-token entropy and
+the step fraction; never the gold answer, the hop reader's state or the candidate.
 
 LM hidden states are computed once per episode (stage 1 never changes the LM) and
 cached under ``$THINKGYM_CACHE/mag_halting/``.
@@ -62,7 +65,9 @@ from thinkgym.training.mag import (
     compare_stop_rules,
     detect_all,
     encode_episodes,
+    held_out_entity,
     log_episodes,
+    log_train_validation,
     rule_result,
     stop_steps,
     train_detection,
@@ -111,7 +116,8 @@ def main() -> None:
     parser.add_argument("--model", default="smollm2-135m-instruct",
                         help="LM alias or directory ('tiny': the tiny test model)")
     parser.add_argument("--train", type=int, default=300, help="training episodes")
-    parser.add_argument("--val", type=int, default=100, help="validation episodes")
+    parser.add_argument("--val", type=int, default=200,
+                        help="validation episodes (held-out train-split start entities)")
     parser.add_argument("--eval", type=int, default=200, help="held-out test-split episodes")
     parser.add_argument("--budget", type=int, default=6, help="searches per episode")
     parser.add_argument("--top-k", type=int, default=1, help="passages per search")
@@ -141,19 +147,27 @@ def main() -> None:
     policy = fresh_policy(args.seeds[0])
     before = _lm_digest(lm)
     env = {"top_k": args.top_k}
-    sets = {"train": ("train", range(0, args.train)),
-            "val": ("train", range(args.train, args.train + args.val)),
-            "eval": ("test", range(0, args.eval))}
-    episodes, encoded, hidden = {}, {}, {}
     model_key = hashlib.sha256(args.model.encode()).hexdigest()[:12]
     cache = None if args.no_cache else cache_root().parent / "mag_halting" / model_key
-    for name, (split, seeds) in sets.items():
-        print(f"[{time.time() - t0:6.0f}s] logging {name}: {split} split, seeds "
-              f"{seeds.start}..{seeds.stop - 1}", flush=True)
-        episodes[name] = log_episodes(seeds, budget=args.budget,
-                                      env_kwargs={"split": split, **env})
-        encoded[name] = encode_episodes(episodes[name], tokenizer, args.budget)
+    fraction = MAGTrainConfig.validation_entity_fraction
+    print(f"[{time.time() - t0:6.0f}s] logging train/val: train split, start entities "
+          f"split {1 - fraction:.0%}/{fraction:.0%}", flush=True)
+    train_eps, val_eps = log_train_validation(args.train, args.val, budget=args.budget,
+                                              fraction=fraction,
+                                              env_kwargs={"split": "train", **env})
+    print(f"[{time.time() - t0:6.0f}s] logging eval: test split, seeds 0..{args.eval - 1}",
+          flush=True)
+    episodes = {"train": train_eps, "val": val_eps,
+                "eval": log_episodes(range(args.eval), budget=args.budget,
+                                     env_kwargs={"split": "test", **env})}
+    encoded, hidden = {}, {}
+    for name, logged in episodes.items():
+        encoded[name] = encode_episodes(logged, tokenizer, args.budget)
         hidden[name] = _hidden(policy, encoded[name], name, cache)
+    held = {name: [any(held_out_entity(n, fraction) for n in e.start_entities)
+                   for e in episodes[name]] for name in ("train", "val")}
+    assert not any(held["train"]), "a training question starts from a held-out entity"
+    assert all(held["val"]), "a validation question has no held-out start entity"
 
     ev, val = encoded["eval"], encoded["val"]
     per_seed, per_seed_lambda, calibrations, train_seconds = {}, {}, {}, []
@@ -227,6 +241,8 @@ def main() -> None:
             "stop_rule_on_validation_by_base_threshold": calibrations,
             "settings": {"model": args.model, "train_episodes": args.train,
                          "validation_episodes": args.val, "eval_episodes": args.eval,
+                         "validation": f"train split, held-out start entities "
+                                       f"({fraction:.0%}, none shared with training)",
                          "train_split": "train", "eval_split": "test", "budget": args.budget,
                          "top_k": args.top_k, "stage1_steps": args.steps, "seeds": args.seeds,
                          "gamma": config.gamma, "step_cost": config.step_cost,

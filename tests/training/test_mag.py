@@ -15,7 +15,9 @@ from thinkgym.training.mag import (
     calibrate_threshold,
     detection_loss,
     encode_episodes,
+    held_out_entity,
     log_episodes,
+    log_train_validation,
     stop_steps,
     train_detection,
     train_mag,
@@ -128,8 +130,26 @@ def test_stage1_calibrates_the_threshold_on_validation_by_default(tmp_path) -> N
     assert MAGPolicy.load(out).config.base_threshold == best
 
 
+def test_validation_questions_start_from_entities_training_never_starts_from() -> None:
+    train, val = log_train_validation(12, 6, budget=1, fraction=0.3, env_kwargs=ENV)
+    assert (len(train), len(val)) == (12, 6)
+    assert not any(held_out_entity(n, 0.3) for e in train for n in e.start_entities)
+    assert all(any(held_out_entity(n, 0.3) for n in e.start_entities) for e in val)
+    trained = {n for e in train for n in e.start_entities}
+    assert all(set(e.start_entities) - trained for e in val)  # a start training never saw
+    # the split is a pure function of the names: same seeds, same episodes
+    again, _ = log_train_validation(12, 6, budget=1, fraction=0.3, env_kwargs=ENV)
+    assert [e.seed for e in again] == [e.seed for e in train]
+
+
+def test_entity_split_too_small_names_the_fix() -> None:
+    with pytest.raises(ConfigError, match="num_validation"):
+        log_train_validation(1, 3, budget=1, fraction=1e-9, env_kwargs=ENV)
+
+
 @pytest.mark.parametrize(("kwargs", "field"), [
-    ({"stage": 4}, "stage"), ({"gamma": 0.0}, "gamma"), ({"budget": 0}, "budget")])
+    ({"stage": 4}, "stage"), ({"gamma": 0.0}, "gamma"), ({"budget": 0}, "budget"),
+    ({"validation_entity_fraction": 1.0}, "validation_entity_fraction")])
 def test_config_validation_names_the_field(kwargs, field) -> None:
     with pytest.raises(ConfigError, match=field):
         MAGTrainConfig(**kwargs)
@@ -140,7 +160,8 @@ def test_cli_runs_stage1(tmp_path) -> None:
 
     out = tmp_path / "cli"
     code = main(["train", "mag", "--stage", "1", "--episodes", "4", "--validation", "2",
-                 "--budget", "2", "--steps", "2", "--batch-size", "2", "--env-arg", "top_k=1",
+                 "--validation-entities", "0.3", "--budget", "2", "--steps", "2",
+                 "--batch-size", "2", "--env-arg", "top_k=1",
                  "--out", str(out), "--no-progress"])
     assert code == 0
     assert (out / "mag.pt").is_file()

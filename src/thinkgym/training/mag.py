@@ -7,15 +7,21 @@
   :func:`~thinkgym.agents.mag.detection.td_targets` (``V`` bootstrapped from its own
   detached estimate of the next step). The LM's weights get ``requires_grad=False``
   and its hidden states are computed once, so the LM is bit-for-bit unchanged.
-  The stop threshold ``base_threshold`` is calibrated on validation episodes (the
-  seeds after the training ones): the value in ``thresholds`` with the fewest mean
-  steps whose success is within ``calibration_tolerance`` of the full budget's. With
+  The stop threshold ``base_threshold`` is calibrated on validation episodes whose
+  questions start from entities no training episode starts from
+  (:func:`log_train_validation`: a stable hash holds out ``validation_entity_fraction``
+  of the split's start entities, as the test split holds out its own), so the
+  threshold is set under the shift it meets on new questions: the value in
+  ``thresholds`` with the fewest mean steps whose success is within
+  ``calibration_tolerance`` of the full budget's. With
   ``calibrate=False`` (or no validation episodes) it is the step cost,
   ``base_threshold = lambda``: keep reasoning only while the predicted gain of
   continuing exceeds what one more step costs (scaled by ``1 + H``). The validation
   table is written either way. (Calibration is the default because the value head's
   scale varies between training seeds: benchmarks/mag_halting.py measured one seed of
-  three losing 9 points of success with ``base_threshold = lambda``.)
+  three losing 5 points of success with ``base_threshold = lambda``; validation from
+  held-out entities because on the training entities the channel looked safe at
+  thresholds that lost up to 2.5 points on new ones.)
 * **Stage 2 — joint fine-tuning.** The LM is unfrozen: loss = detection TD loss +
   ``lm_loss_weight`` * next-token NLL on the agent's action tokens of the same
   episodes (the generation channel keeps writing the searcher's moves while its
@@ -31,6 +37,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import hashlib
 import json
 import logging
 import shutil
@@ -38,7 +46,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 
@@ -55,7 +63,9 @@ __all__ = [
     "detection_loss",
     "encode_episodes",
     "evaluate_halting",
+    "held_out_entity",
     "log_episodes",
+    "log_train_validation",
     "rule_result",
     "run_mag",
     "stop_steps",
@@ -103,6 +113,8 @@ class MAGTrainConfig:
     """Pick ``base_threshold`` on validation episodes (False: it is ``step_cost``)."""
     calibration_tolerance: float = 0.005
     """Threshold calibration: allowed success drop versus the full budget."""
+    validation_entity_fraction: float = 0.2
+    """Share of the split's start entities whose questions are validation-only."""
     thresholds: tuple[float, ...] = (0.0, 0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3)
     """Candidate ``base_threshold`` values for the calibration."""
     search_cost_weight: float = 1.0
@@ -126,6 +138,9 @@ class MAGTrainConfig:
         if not 0 < self.gamma <= 1:
             raise ConfigError("must lie in (0, 1]", field="gamma", got=self.gamma,
                               fix="pass e.g. gamma=0.95")
+        if not 0 < self.validation_entity_fraction < 1:
+            raise ConfigError("must lie in (0, 1)", field="validation_entity_fraction",
+                              got=self.validation_entity_fraction, fix="pass e.g. 0.2")
         if self.step_cost < 0 or self.lm_loss_weight < 0:
             raise ConfigError("must be >= 0", field="step_cost/lm_loss_weight",
                               got=(self.step_cost, self.lm_loss_weight), fix="pass >= 0")
@@ -150,6 +165,56 @@ def log_episodes(seeds: Sequence[int], *, budget: int,
         out.append(log_episode(env, int(seed), budget))
     env.close()
     return out
+
+
+def held_out_entity(name: str, fraction: float) -> bool:
+    """Whether start entity ``name`` is validation-only: a stable hash bucket of its name."""
+    digest = hashlib.sha256(name.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") < fraction * 2**64
+
+
+def log_train_validation(num_train: int, num_validation: int, *, budget: int,
+                         fraction: float = 0.2, first_seed: int = 0,
+                         env_kwargs: Mapping[str, Any] | None = None,
+                         progress: bool = False) -> tuple[list[Any], list[Any]]:
+    """Training and validation episodes of one split with no start entity in common.
+
+    Seeds from ``first_seed`` up are logged in order; an episode is validation when any
+    start entity of its question is held out (:func:`held_out_entity`), training when
+    none is, until ``num_train`` and ``num_validation`` are collected (extra episodes
+    of the kind already full are dropped).
+    """
+    import gymnasium as gym
+    from tqdm.auto import tqdm
+
+    import thinkgym  # noqa: F401  (registers the envs)
+    from thinkgym.agents.mag.search_qa import log_episode
+
+    wanted = {False: num_train, True: num_validation}
+    sets: dict[bool, list[Any]] = {False: [], True: []}
+    limit = first_seed + 20 * (num_train + num_validation) + 100
+    env = gym.make("SearchQA-v0", **dict(env_kwargs or {}))
+    with contextlib.closing(env), tqdm(total=num_train + num_validation, disable=not progress,
+                                       desc="logging episodes", leave=False) as bar:
+        def full() -> bool:  # (tqdm does not count when disabled)
+            return all(len(sets[k]) >= wanted[k] for k in sets)
+
+        for seed in range(first_seed, limit):
+            if full():
+                break
+            episode = log_episode(env, seed, budget)
+            held = any(held_out_entity(n, fraction) for n in episode.start_entities)
+            if len(sets[held]) < wanted[held]:
+                sets[held].append(episode)
+                bar.update(1)
+        if not full():
+            raise ConfigError("too few questions of one kind in the seeds tried",
+                              field="num_validation",
+                              got={"train": len(sets[False]), "validation": len(sets[True]),
+                                   "seeds_tried": limit - first_seed},
+                              fix="lower num_validation/num_episodes or change "
+                                  "validation_entity_fraction")
+    return sets[False], sets[True]
 
 
 @dataclass
@@ -282,20 +347,20 @@ def train_detection(policy: Any, episodes: Sequence[EncodedEpisode], config: MAG
         pick = rng.choice(len(episodes), size=min(config.batch_size, len(episodes)),
                           replace=False)
         batch = _batch([episodes[i] for i in pick], config.success_reward, pad)
-        hidden = None
         if cached is not None:
-            hidden = torch.nn.utils.rnn.pad_sequence([cached[i] for i in pick],
+            states = torch.nn.utils.rnn.pad_sequence([cached[i] for i in pick],
                                                      batch_first=True)
         else:
-            hidden = policy.hidden_states(batch["input_ids"], batch["attention_mask"])
-        loss, metrics = detection_loss(policy, batch, config, hidden)
+            states = policy.hidden_states(batch["input_ids"], batch["attention_mask"])
+        loss, metrics = detection_loss(policy, batch, config, states)
         if joint and config.lm_loss_weight:
-            nll = _lm_nll(policy, hidden, batch)
+            nll = _lm_nll(policy, states, batch)
             loss = loss + config.lm_loss_weight * nll
             metrics["loss/lm_nll"] = float(nll.detach())
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], 1.0)
+        torch.nn.utils.clip_grad_norm_([p for g in groups for p in cast(list, g["params"])],
+                                       1.0)
         optimiser.step()
         metrics["step"] = step
         log.append(metrics)
@@ -398,11 +463,11 @@ def calibrate_threshold(advantages: Sequence[Any], episodes: Sequence[EncodedEpi
 
 # -- stages ----------------------------------------------------------------------------------
 def _episode_sets(config: MAGTrainConfig, progress: bool) -> tuple[list[Any], list[Any]]:
-    seeds = range(config.first_seed, config.first_seed + config.num_episodes
-                  + config.num_validation)
-    logged = log_episodes(seeds, budget=config.budget, env_kwargs=config.env_kwargs,
-                          progress=progress)
-    return logged[:config.num_episodes], logged[config.num_episodes:]
+    return log_train_validation(config.num_episodes, config.num_validation,
+                                budget=config.budget,
+                                fraction=config.validation_entity_fraction,
+                                first_seed=config.first_seed, env_kwargs=config.env_kwargs,
+                                progress=progress)
 
 
 def train_mag(config: MAGTrainConfig, model: str, *, policy_config: Any = None,
@@ -500,6 +565,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="logged training episodes")
     parser.add_argument("--validation", type=int, default=MAGTrainConfig.num_validation,
                         help="logged validation episodes (threshold calibration)")
+    parser.add_argument("--validation-entities", type=float,
+                        default=MAGTrainConfig.validation_entity_fraction,
+                        help="share of start entities whose questions are validation-only")
     parser.add_argument("--first-seed", type=int, default=0, help="first env seed")
     parser.add_argument("--budget", type=int, default=MAGTrainConfig.budget,
                         help="searches per logged episode")
@@ -554,6 +622,7 @@ def run_mag(args: argparse.Namespace) -> int:
     config = MAGTrainConfig(
         stage=args.stage, env_kwargs=env_kwargs, num_episodes=args.episodes,
         num_validation=args.validation, first_seed=args.first_seed, budget=args.budget,
+        validation_entity_fraction=args.validation_entities,
         max_steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr,
         lm_learning_rate=args.lm_lr, gamma=args.gamma, step_cost=args.step_cost,
         calibrate=args.calibrate,

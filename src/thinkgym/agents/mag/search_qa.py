@@ -89,6 +89,8 @@ class HaltingEpisode:
     """Whether that candidate is right (exact match against the gold answers)."""
     num_hops: int = 0
     """Lookups the question needs (for reporting only)."""
+    start_entities: list[str] = field(default_factory=list)
+    """Start entities of the question's chains (entity-disjoint validation splits)."""
 
     @property
     def num_steps(self) -> int:
@@ -113,8 +115,10 @@ def log_episode(env: Any, seed: int, budget: int | None = None) -> HaltingEpisod
                           got=budget, fix=f"use 1 .. {min(config.search_budget, config.max_turns)}")
     agent = HopSearchAgent(config.search_budget, config.max_turns)
     prompt, _ = env.reset(seed=seed)
-    gold = list(env.unwrapped.question.answers)
-    episode = HaltingEpisode(seed=seed, prompt=prompt)
+    question = env.unwrapped.question
+    gold = list(question.answers)
+    episode = HaltingEpisode(seed=seed, prompt=prompt,
+                             start_entities=[c.start for c in question.chains])
     observation = prompt
     for _ in range(budget):
         action = agent.act(observation)
