@@ -199,7 +199,9 @@ def _stage_mag(args: argparse.Namespace) -> None:
     env = gym.make("SearchQA-v0", split="test", top_k=1)
     agent = MAGSearchAgent(policy, budget=6)
     result = run_episode(env, agent, seed=args.seed)
-    writes = policy.block.state.memory.w1.sub(policy.block.memory.w1_0).norm().detach()
+    state = policy.block.state
+    assert state is not None  # the episode's first act() fed the prompt through the block
+    writes = state.memory.w1.sub(policy.block.memory.w1_0).norm().detach()
     print(f"  live episode: {result.searches} searches, EM {result.exact_match:.0f}; per step "
           "V-U vs tau: " + ", ".join(f"{d.value - d.stop_value:+.2f}/{d.threshold:.2f}"
                                      for d in agent.decisions))

@@ -39,7 +39,9 @@ def text_space(max_length: int = 32_768, *, min_length: int = 0) -> spaces.Text:
     True
     """
     space = copy.copy(_text_prototype(max_length, min_length))
-    space._np_random = None  # each space seeds its own generator (shared RNG would couple envs)
+    # Each space seeds its own generator (a shared RNG would couple envs). gymnasium annotates
+    # ``_np_random`` as a Generator but itself uses None for "not seeded yet".
+    space._np_random = None  # type: ignore[assignment]
     return space
 
 

@@ -16,7 +16,7 @@ from thinkgym.ctm_core.checkpoint import (
 )
 from thinkgym.ctm_core.evaluate import evaluate, format_report, plot_eval
 from thinkgym.ctm_core.train import TrainConfig, build_run
-from thinkgym.errors import CheckpointError, NumericalError
+from thinkgym.errors import CheckpointError, ConfigError, NumericalError
 
 TINY_MODEL = {"d_model": 24, "d_input": 16, "heads": 2, "n_synch_out": 8, "n_synch_action": 8,
               "memory_length": 4, "memory_hidden_dims": 4, "iterations": 5}
@@ -137,6 +137,15 @@ def test_eval_result_keys_and_consistency(saved: tuple[Path, torch.nn.Module]) -
     assert min(per_tick) - 1e-6 <= data["accuracy_most_certain"] <= 1.0
     json.dumps(data)
     assert "accuracy_most_certain" in format_report(result)
+
+
+@pytest.mark.parametrize("kwargs", [{"samples": 0}, {"batch_size": 0}, {"start_index": -1}])
+def test_eval_refuses_an_empty_evaluation(kwargs: dict[str, int]) -> None:
+    # Refused up front: with no batch to run, the per-tick sums would never be set.
+    task, model = build_run(TrainConfig(task="parity", task_config={"length": 4},
+                                        model=TINY_MODEL))
+    with pytest.raises(ConfigError, match="samples and batch_size must be >= 1"):
+        evaluate(model, task, progress=False, **kwargs)
 
 
 def test_eval_most_certain_pick_is_per_sample() -> None:

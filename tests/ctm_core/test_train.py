@@ -127,6 +127,14 @@ def test_cli_eval_flags() -> None:
         "parity16", 10, "o.json", "o.png", 40)
 
 
+def test_cli_without_subcommand_prints_help_and_fails(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from thinkgym.cli import main
+
+    assert main(["ctm"]) == 2
+    assert "SUBCOMMAND" in capsys.readouterr().out
+
+
 def test_cli_assignment_errors_name_the_flag() -> None:
     assert parse_assignments(["a=1", "b=x", "c=[1, 2]"], "--task-arg") == {
         "a": 1, "b": "x", "c": [1, 2]}

@@ -63,3 +63,20 @@ def test_invoke_non_object_arguments(args: object) -> None:
 def test_invoke_on_a_plain_mapping_of_tools() -> None:
     tools = {"echo": TOOLS.get("echo")}
     assert invoke(tools, "echo", {"text": "a"}).tool == "echo"
+
+
+def test_resolve_tool_names_use_the_given_registry_else_tools() -> None:
+    from thinkgym.errors import ConfigError
+    from thinkgym.tools.resolve import resolve_tool
+
+    box: Registry = Registry("tool")
+
+    @tool(registry=box)
+    def ping() -> str:
+        """Ping."""
+        return "pong"
+
+    assert resolve_tool("ping", registry=box) is ping
+    assert resolve_tool("calculator") is TOOLS.get("calculator")  # no registry: TOOLS
+    with pytest.raises(ConfigError, match=r"unknown tool 'calculator'.*Known tools: ping"):
+        resolve_tool("calculator", registry=box)  # a given registry replaces TOOLS

@@ -225,7 +225,10 @@ def load_model_and_tokenizer(
     if rope_scaling is not None:
         config.rope_parameters = with_rope_scaling(config, rope_scaling)
     lm = AutoModelForCausalLM.from_pretrained(path, config=config, local_files_only=True,
-                                              dtype=getattr(torch, dtype)).to(device)
+                                              dtype=getattr(torch, dtype))
+    # transformers types ``to`` as ``@wraps(nn.Module.to)``, so mypy sees an unbound function
+    # whose first parameter is the model; at runtime it is an ordinary bound method.
+    lm = lm.to(device)  # type: ignore[arg-type]
     if tokenizer.pad_token is None:
         logger.warning("tokenizer of %s has no pad token: using eos %r", path, tokenizer.eos_token)
         tokenizer.pad_token = tokenizer.eos_token

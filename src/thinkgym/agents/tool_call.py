@@ -208,7 +208,8 @@ def _lookup(name: str) -> Generator[Call, Any, dict[str, Any] | None]:
         return None
     products = [h for h in hits if isinstance(h, dict)]
     exact = [h for h in products if str(h.get("name", "")).casefold() == name.casefold()]
-    return (exact or products or [None])[0]
+    found = exact or products
+    return found[0] if found else None
 
 
 def _compute(expression: str) -> Plan:

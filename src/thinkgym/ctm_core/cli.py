@@ -81,7 +81,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "challengers, tournament", description="Run CTM self-play cycles from a supervised "
         "checkpoint (generate -> ONM -> challenger cohort + merge -> tournament -> promote); "
         "writes cycles.csv, curves.png and TensorBoard logs under --root."))
-    parser.set_defaults(func=lambda args: (parser.print_help(), 2)[1])
+    parser.set_defaults(func=lambda args: _missing(parser))
+
+
+def _missing(parser: argparse.ArgumentParser) -> int:
+    """``thinkgym ctm`` without a subcommand: print the usage, exit code 2."""
+    parser.print_help()
+    return 2
 
 
 def _configure_train(p: argparse.ArgumentParser) -> None:

@@ -98,8 +98,8 @@ def evaluate(model: ContinuousThoughtMachine, task: Task, *, samples: int = 1024
     model.eval()
     sums: dict[str, torch.Tensor] = {}
     best_sums: dict[str, float] = {}
-    certainty_sum = None
-    counts = None
+    certainty_sum: torch.Tensor | None = None
+    counts: torch.Tensor | None = None
     with torch.no_grad(), tqdm(total=samples, disable=not progress, desc="eval",
                                dynamic_ncols=True) as bar:
         for lo in range(start_index, start_index + samples, batch_size):
@@ -112,13 +112,16 @@ def evaluate(model: ContinuousThoughtMachine, task: Task, *, samples: int = 1024
             for name, v in values.items():
                 sums[name] = sums.get(name, 0) + v.sum(0)
                 best_sums[name] = best_sums.get(name, 0.0) + float(v[rows, best].sum())
-            certainty_sum = rollout.certainty.sum(0) + (0 if certainty_sum is None
-                                                        else certainty_sum)
+            certainty = rollout.certainty.sum(0)
+            certainty_sum = certainty if certainty_sum is None else certainty_sum + certainty
             hist = torch.bincount(best, minlength=rollout.ticks)
             counts = hist if counts is None else counts + hist
             bar.update(hi - lo)
     if was_training:
         model.train()
+    # samples >= 1 (checked above), so the loop ran at least once
+    assert certainty_sum is not None
+    assert counts is not None
     per_tick = {name: (s / samples).tolist() for name, s in sums.items()}
     most_certain = {name: s / samples for name, s in best_sums.items()}
     return EvalResult(

@@ -212,7 +212,7 @@ def rollout_fast(model: ContinuousThoughtMachine, state: StatePack, kv: KV, tick
         beta = torch.addcmul(one, f["r"], beta)
         torch.mul(alpha, beta.rsqrt(), out=s_all[t + 1])
         if keep:
-            records.append((z_t, window, alpha, beta, o))
+            records.append((z_t, window, alpha, beta, cast(torch.Tensor, o)))  # set when keep
         if check_ticks:  # finite state and weights imply finite logits
             o_t = o if o is not None else F.linear(a, f["w_out"], f["b_out"])
             _state_from(model, (z_t, window, alpha, beta, o_t), state.tick + t + 1).check_finite()

@@ -85,7 +85,9 @@ def resolve_tool(spec: Any, *, builtin: Mapping[str, Tool] | None = None,
         if builtin and spec in builtin:
             return builtin[spec]
         if registry is None:
-            from thinkgym.tools.registry import TOOLS as registry
+            from thinkgym.tools.registry import TOOLS
+
+            registry = TOOLS
         if spec in registry:
             return registry.get(spec)
         known = sorted({*registry.names(), *(builtin or {})})

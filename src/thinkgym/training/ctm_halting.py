@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, SupportsFloat
 
 import numpy as np
 
@@ -135,7 +135,7 @@ def budget_end_terminates(env: Any) -> Any:
     import gymnasium as gym
 
     class _BudgetEndTerminates(gym.Wrapper):
-        def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
+        def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
             obs, reward, terminated, truncated, info = self.env.step(action)
             if truncated:
                 info = {**info, "budget_exhausted": True}

@@ -30,7 +30,8 @@ logger = logging.getLogger(__name__)
 
 def series(log_history: Sequence[Mapping[str, Any]], key: str) -> tuple[list[float], list[float]]:
     """``(steps, values)`` of ``key`` over the log events that carry it."""
-    xs, ys = [], []
+    xs: list[float] = []
+    ys: list[float] = []
     for event in log_history:
         v = event.get(key)
         if isinstance(v, int | float) and not isinstance(v, bool):
@@ -43,11 +44,13 @@ def _panels(log_history: Sequence[Mapping[str, Any]], detectors: Sequence[str],
             components: Sequence[str]) -> list[tuple[str, list[str]]]:
     keys = {k for e in log_history for k in e}
     reward = [k for k in ["reward", *(f"rewards/{c}/mean" for c in components)] if k in keys]
-    length = [k for k in ("completions/mean_length", "rollout/turns") if k in keys]
+    length: list[str] = [k for k in ("completions/mean_length", "rollout/turns") if k in keys]
     detect = [k for k in (f"rewards/{d}/mean" for d in detectors) if k in keys]
-    sft = [k for k in ("loss", "mean_token_accuracy") if k in keys]
-    panels = [("reward", reward), ("completion length (tokens) / turns", length),
-              ("detector rate", detect)]
+    sft: list[str] = [k for k in ("loss", "mean_token_accuracy") if k in keys]
+    panels: list[tuple[str, list[str]]] = [
+        ("reward", reward), ("completion length (tokens) / turns", length),
+        ("detector rate", detect),
+    ]
     if not reward and sft:
         panels = [("SFT loss / token accuracy", sft)]
     return [(title, ks) for title, ks in panels if ks]

@@ -90,6 +90,8 @@ def _split_indices(seed: int, test_fraction: float) -> dict[str, np.ndarray]:
 class DigitsBackbone(nn.Module):
     """Images (B, 1, 8, 8) -> tokens (B, 64, dim): pixel + grid coordinates -> two 3x3 convs."""
 
+    coords: torch.Tensor  # buffer (set in __init__), typed for readers
+
     def __init__(self, dim: int) -> None:
         super().__init__()
         self.register_buffer("coords", grid_coordinates(8, freqs=3), persistent=False)

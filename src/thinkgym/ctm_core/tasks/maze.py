@@ -153,6 +153,8 @@ def follow_route(grid: np.ndarray, moves: np.ndarray) -> bool:
 class MazeBackbone(nn.Module):
     """Grid codes (B, S, S) -> tokens (B, S*S, dim): code embedding + coordinates -> 3 convs."""
 
+    coords: torch.Tensor  # buffer (set in __init__), typed for readers
+
     def __init__(self, size: int, dim: int) -> None:
         super().__init__()
         self.size = size

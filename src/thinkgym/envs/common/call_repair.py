@@ -120,9 +120,12 @@ def code_fence(text: str) -> str:
     return m.group(1) if m else text
 
 
+_SMART_QUOTES = str.maketrans("“”„‘’", '"""' + "''")  # 3 double quotes, then 2 single
+
+
 def smart_quotes(text: str) -> str:
     """Typographic double/single quotes -> ASCII quotes."""
-    return text.translate(str.maketrans({"“": '"', "”": '"', "„": '"', "‘": "'", "’": "'"}))
+    return text.translate(_SMART_QUOTES)
 
 
 def single_quotes(text: str) -> str:
