@@ -18,8 +18,9 @@ right. Every policy below stops the *same* logged episodes.
   states, trained by stage 1 (detection channel only, LM frozen; TD targets from the
   logged training episodes); stops at the first step where ``V - U < base_threshold *
   (1 + H)``, ``base_threshold`` calibrated on the validation episodes (the library's
-  default: the fewest steps within 0.5 point of the full budget's validation success).
-  One detection channel is trained per seed (``--seeds``, default 0 1 2); ``mag`` is
+  default: among 0 and 24 quantiles of the channel's own ``(V - U) / (1 + H)``, the
+  fewest steps within 0.5 point of the full budget's validation success).
+  One detection channel is trained per seed (``--seeds``, default 0 .. 5); ``mag`` is
   their mean, each seed's row is printed and written (``mag_per_seed``) with min/median;
 * ``mag_tau_lambda`` (ablation) — the same channels with ``base_threshold`` = the step
   cost ``lambda`` = 0.05, uncalibrated;
@@ -122,7 +123,7 @@ def main() -> None:
     parser.add_argument("--budget", type=int, default=6, help="searches per episode")
     parser.add_argument("--top-k", type=int, default=1, help="passages per search")
     parser.add_argument("--steps", type=int, default=200, help="stage-1 optimiser steps")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4, 5],
                         help="one detection channel trained per seed; 'mag' is their mean")
     parser.add_argument("--no-cache", action="store_true", help="recompute hidden states")
     parser.add_argument("--json", default=None, help="write the figures here")

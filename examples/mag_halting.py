@@ -34,6 +34,7 @@ from thinkgym.training.mag import (
     detect_all,
     encode_episodes,
     log_episodes,
+    log_train_validation,
     train_detection,
 )
 
@@ -54,10 +55,9 @@ def main() -> None:
     policy = MAGPolicy(lm, tokenizer, MAGPolicyConfig(block=MAGConfig(d_model=32, num_heads=2)))
 
     print("1. logging episodes (train split for training/validation, test split held out)")
-    train = log_episodes(range(args.train), budget=budget, progress=True,
-                         env_kwargs={"split": "train", **env_kwargs})
-    val = log_episodes(range(args.train, args.train + 32), budget=budget,
-                       env_kwargs={"split": "train", **env_kwargs})
+    # validation questions start from entities no training question starts from
+    train, val = log_train_validation(args.train, 48, budget=budget, progress=True,
+                                      env_kwargs={"split": "train", **env_kwargs})
     test = log_episodes(range(args.eval), budget=budget,
                         env_kwargs={"split": "test", **env_kwargs})
     enc = {name: encode_episodes(eps, tokenizer, budget)
@@ -72,7 +72,7 @@ def main() -> None:
     tau, _ = calibrate_threshold(detect_all(policy, enc["val"]), enc["val"],
                                  config.thresholds, config.calibration_tolerance)
     policy.config = dataclasses.replace(policy.config, base_threshold=tau)
-    print(f"3. base_threshold {tau} (calibrated on validation); held-out test split:")
+    print(f"3. base_threshold {tau:.4g} (calibrated on validation); held-out test split:")
     rules = compare_stop_rules(enc["test"], detect_all(policy, enc["test"]), tau)
     for name, r in rules.items():
         print(f"   {name:<13} success {r.success:.3f}  mean steps {r.mean_steps:.2f}")

@@ -126,6 +126,25 @@ def test_write_follows_momentum_and_forgetting(block) -> None:
     assert torch.allclose(s2.w1, (1 - c.alpha) * s1.w1 + surprise, atol=1e-6)  # M_t
 
 
+def test_surprise_is_capped_per_row() -> None:
+    """A huge surprise moves the memory by at most theta * max_surprise_norm per write."""
+    torch.manual_seed(0)
+    cfg = MAGConfig(**{**CFG.__dict__, "eta": 0.0, "alpha": 0.0, "max_surprise_norm": 0.5})
+    mem = MAGBlock(cfg).memory
+    x = torch.cat([1e4 * torch.randn(1, 4, 16), 1e-3 * torch.randn(1, 4, 16)])  # big, small
+    s0 = mem.init_state(2)
+    with torch.no_grad():
+        s1 = mem.write(s0, x)
+    step = ((s1.w1 - s0.w1).pow(2).sum((1, 2)) + (s1.w2 - s0.w2).pow(2).sum((1, 2))).sqrt()
+    assert float(step[0]) == pytest.approx(cfg.theta * 0.5, rel=1e-4)  # capped
+    assert step[1] < cfg.theta * 0.5  # a small surprise is left as it is
+    w1 = s0.w1[1:].detach().requires_grad_(True)
+    w2 = s0.w2[1:].detach().requires_grad_(True)
+    loss = mem.surprise_loss(type(s0)(w1, w2, s0.s1[1:], s0.s2[1:]), x[1:]).sum()
+    g1, _ = torch.autograd.grad(loss, (w1, w2))
+    assert torch.allclose(s1.w1[1:], s0.w1[1:] - cfg.theta * g1, atol=1e-7)
+
+
 def test_state_persists_across_calls_and_resets_on_demand(block) -> None:
     x = torch.randn(2, 11, 16)
     with torch.no_grad():

@@ -11,15 +11,16 @@
   questions start from entities no training episode starts from
   (:func:`log_train_validation`: a stable hash holds out ``validation_entity_fraction``
   of the split's start entities, as the test split holds out its own), so the
-  threshold is set under the shift it meets on new questions: the value in
-  ``thresholds`` with the fewest mean steps whose success is within
+  threshold is set under the shift it meets on new questions: the candidate
+  (:func:`threshold_candidates`: 0 and quantiles of the channel's own normalised gains,
+  so any head scale is covered) with the fewest mean steps whose success is within
   ``calibration_tolerance`` of the full budget's. With
   ``calibrate=False`` (or no validation episodes) it is the step cost,
   ``base_threshold = lambda``: keep reasoning only while the predicted gain of
   continuing exceeds what one more step costs (scaled by ``1 + H``). The validation
   table is written either way. (Calibration is the default because the value head's
   scale varies between training seeds: benchmarks/mag_halting.py measured one seed of
-  three losing 5 points of success with ``base_threshold = lambda``; validation from
+  six losing 24.5 points of success with ``base_threshold = lambda``; validation from
   held-out entities because on the training entities the channel looked safe at
   thresholds that lost up to 2.5 points on new ones.)
 * **Stage 2 — joint fine-tuning.** The LM is unfrozen: loss = detection TD loss +
@@ -50,7 +51,7 @@ from typing import Any, Literal, cast
 
 import numpy as np
 
-from thinkgym.errors import ConfigError, check_int_fields
+from thinkgym.errors import ConfigError, NumericalError, check_int_fields
 
 __all__ = [
     "EncodedEpisode",
@@ -69,6 +70,7 @@ __all__ = [
     "rule_result",
     "run_mag",
     "stop_steps",
+    "threshold_candidates",
     "train_detection",
     "train_mag",
     "train_stage3",
@@ -115,8 +117,10 @@ class MAGTrainConfig:
     """Threshold calibration: allowed success drop versus the full budget."""
     validation_entity_fraction: float = 0.2
     """Share of the split's start entities whose questions are validation-only."""
-    thresholds: tuple[float, ...] = (0.0, 0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3)
-    """Candidate ``base_threshold`` values for the calibration."""
+    thresholds: tuple[float, ...] | None = None
+    """Candidate ``base_threshold`` values for the calibration; None: 0 and quantiles of
+    the channel's own ``(V - U) / (1 + H)`` on the validation steps
+    (:func:`threshold_candidates`), whatever the head's scale."""
     search_cost_weight: float = 1.0
     """Stage 3: weight of the env's ``search_cost`` reward component."""
     grpo: Mapping[str, Any] = field(default_factory=dict)
@@ -146,7 +150,8 @@ class MAGTrainConfig:
                               got=(self.step_cost, self.lm_loss_weight), fix="pass >= 0")
         object.__setattr__(self, "env_kwargs", MappingProxyType(dict(self.env_kwargs)))
         object.__setattr__(self, "grpo", MappingProxyType(dict(self.grpo)))
-        object.__setattr__(self, "thresholds", tuple(float(t) for t in self.thresholds))
+        if self.thresholds is not None:
+            object.__setattr__(self, "thresholds", tuple(float(t) for t in self.thresholds))
 
 
 # -- data ------------------------------------------------------------------------------------
@@ -353,6 +358,11 @@ def train_detection(policy: Any, episodes: Sequence[EncodedEpisode], config: MAG
         else:
             states = policy.hidden_states(batch["input_ids"], batch["attention_mask"])
         loss, metrics = detection_loss(policy, batch, config, states)
+        if not torch.isfinite(loss):
+            raise NumericalError(f"MAG stage {config.stage} loss became non-finite at step "
+                                 f"{step}", got=metrics,
+                                 fix="lower learning_rate or the block's theta / "
+                                     "max_surprise_norm, or change seed")
         if joint and config.lm_loss_weight:
             nll = _lm_nll(policy, states, batch)
             loss = loss + config.lm_loss_weight * nll
@@ -446,12 +456,29 @@ def compare_stop_rules(episodes: Sequence[EncodedEpisode], advantages: Sequence[
             "mag": rule_result(episodes, stop_steps(advantages, base_threshold))}
 
 
+def threshold_candidates(advantages: Sequence[Any], levels: int = 24) -> list[float]:
+    """0 and the ``levels`` quantiles (1/levels .. 1) of ``(V - U) / (1 + H)`` over all steps.
+
+    The stop rule ``V - U < base * (1 + H)`` only changes where ``base`` crosses one of
+    these ratios, so quantiles of the channel's own outputs span its decisions at any
+    scale (a fixed grid missed a seed whose gains all exceeded its largest value).
+    """
+    ratios = np.concatenate([np.asarray(adv) / (1.0 + np.asarray(ent))
+                             for adv, ent in advantages])
+    quantiles = np.quantile(ratios, np.linspace(0.0, 1.0, levels + 1)[1:])
+    return sorted({0.0, *(round(float(q), 6) for q in quantiles)})
+
+
 def calibrate_threshold(advantages: Sequence[Any], episodes: Sequence[EncodedEpisode],
-                        thresholds: Sequence[float], tolerance: float) -> tuple[float, dict]:
+                        thresholds: Sequence[float] | None, tolerance: float,
+                        ) -> tuple[float, dict]:
     """The ``base_threshold`` with the fewest steps within ``tolerance`` of full-budget success.
 
-    Falls back to the most successful threshold when none is within tolerance.
+    ``thresholds`` None: :func:`threshold_candidates` of ``advantages``. Falls back to the
+    most successful threshold when none is within tolerance.
     """
+    if thresholds is None:
+        thresholds = threshold_candidates(advantages)
     full = rule_result(episodes, [len(e.ends) - 1 for e in episodes]).success
     table = {t: rule_result(episodes, stop_steps(advantages, t)) for t in thresholds}
     ok = [t for t, r in table.items() if r.success >= full - tolerance]
