@@ -29,6 +29,7 @@ demo: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/mypy src
 
 test: lint
 	$(BIN)/pytest $(PYTEST_ARGS)
