@@ -196,7 +196,9 @@ def test_deep_nlms_in_neuron_chunks_equal_the_autograd_path(
     layer1_bytes = 2 * SMALL["memory_hidden_dims"] * batch * 8  # one neuron's (2H, B) fp64
     monkeypatch.setattr(fast, "NLM_CHUNK_BYTES", chunk_neurons * layer1_bytes)
     kv = model.compute_kv(tokens(batch))
-    assert len(fast._nlm_chunks(fast.folded_weights(model), batch, 8)) == -(-24 // chunk_neurons)
+    chunks = fast._nlm_chunks(fast.folded_weights(model), batch, 8)
+    assert chunks is not None
+    assert len(chunks[1]) == -(-24 // chunk_neurons)
     with torch.no_grad():
         quick = model.rollout_from(model.init_state(kv), kv, ticks=8, return_states=True)
     slow = model.rollout_from(model.init_state(kv), kv, ticks=8, return_states=True)

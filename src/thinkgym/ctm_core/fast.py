@@ -39,13 +39,13 @@ _COMPUTE = ("wq", "bq", "w1", "b1", "w1b", "w1bt", "w2t", "b2t", "ws", "bs", "w_
 
 TIME_MAJOR_MIN_BATCH = 4
 HISTORY_CHUNK = 16
+"""Without returned states, time steps kept beyond the window. Small keeps the window
+dense in memory; every ``HISTORY_CHUNK`` ticks the last M steps move to the front."""
 NLM_CHUNK_BYTES = 1 << 20
 """Deep NLMs at batch >= TIME_MAJOR_MIN_BATCH run in chunks of neurons whose layer-1
 output takes about this many bytes (L2-sized), so that intermediate is read back from
 cache instead of memory: fp32 ticks at batch 64 and 128 ran 6-9% faster here than with
 the NLMs in one piece (bf16 within noise)."""
-"""Without returned states, time steps kept beyond the window. Small keeps the window
-dense in memory; every ``HISTORY_CHUNK`` ticks the last M steps move to the front."""
 
 
 def folded_weights(model: ContinuousThoughtMachine,
@@ -168,7 +168,7 @@ def rollout_fast(model: ContinuousThoughtMachine, state: StatePack, kv: KV, tick
 
     col = m  # next time step to write
     fused_bias = not c.do_layernorm_nlm
-    chunks = _nlm_chunks(f, batch, hist.element_size()) if time_major else []
+    chunks = _nlm_chunks(f, batch, hist.element_size()) if time_major else None
     alpha = torch.cat((state.alpha_action, state.alpha_out), 1).t()  # (Sa + So, B)
     beta = torch.cat((state.beta_action, state.beta_out), 1).t()
     s_all = state.z.new_empty(ticks + 1, alpha.shape[0], batch)
@@ -226,36 +226,38 @@ def rollout_fast(model: ContinuousThoughtMachine, state: StatePack, kv: KV, tick
 
 
 def _nlm_chunks(f: dict[str, torch.Tensor], batch: int, itemsize: int,
-                ) -> list[tuple[torch.Tensor, ...]]:
+                ) -> tuple[torch.Tensor, list[tuple[torch.Tensor, ...]]] | None:
     """Deep NLM weights cut in neuron chunks of about ``NLM_CHUNK_BYTES`` of layer-1 output.
 
-    Items are ``(w1bt, w2t, b2t, out)``, ``out`` the chunk's rows of one ``(D, 2, B)``
-    layer-2 buffer (the first item's ``out._base``); empty for shallow NLMs.
+    Returns the ``(D, 2, B)`` layer-2 buffer and, per chunk, ``(w1bt, w2t, b2t, out)``
+    with ``out`` its rows of that buffer; None for shallow NLMs.
     """
     if "w2t" not in f:
-        return []
+        return None
     d, o1 = f["w1bt"].shape[:2]
     n = max(1, NLM_CHUNK_BYTES // (o1 * batch * itemsize))
-    out = f["w2t"].new_empty(d, 2, batch)
-    return [(f["w1bt"][s:s + n], f["w2t"][s:s + n], f["b2t"][s:s + n], out[s:s + n])
-            for s in range(0, d, n)]
+    layer2 = f["w2t"].new_empty(d, 2, batch)
+    return layer2, [(f["w1bt"][s:s + n], f["w2t"][s:s + n], f["b2t"][s:s + n],
+                     layer2[s:s + n]) for s in range(0, d, n)]
 
 
-def _time_major_nlms(f: dict[str, torch.Tensor], chunks: list[tuple[torch.Tensor, ...]],
+def _time_major_nlms(f: dict[str, torch.Tensor],
+                     chunks: tuple[torch.Tensor, list[tuple[torch.Tensor, ...]]] | None,
                      window: torch.Tensor) -> torch.Tensor:
     """NLMs over a time-major ``(D, M + 1, B)`` window (bias row included) -> ``(D, 1, B)``.
 
     Deep NLMs run chunk by chunk (:func:`_nlm_chunks`): layer 1, its GLU and layer 2
     of one chunk, so the ``(n, 2H, B)`` layer-1 output is read back from cache.
     """
-    if not chunks:  # shallow: one layer, GLU over its 2 outputs
+    if chunks is None:  # shallow: one layer, GLU over its 2 outputs
         return F.glu(torch.matmul(f["w1bt"], window), 1)
+    layer2, parts = chunks
     start = 0
-    for w1bt, w2t, b2t, out in chunks:
+    for w1bt, w2t, b2t, out in parts:
         rows = window.narrow(0, start, w1bt.shape[0])
         torch.baddbmm(b2t, w2t, F.glu(torch.matmul(w1bt, rows), 1), out=out)
         start += w1bt.shape[0]
-    return F.glu(cast(torch.Tensor, chunks[0][3]._base), dim=1)
+    return F.glu(layer2, dim=1)
 
 
 def _glu_last(x: torch.Tensor) -> torch.Tensor:

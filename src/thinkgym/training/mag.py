@@ -43,11 +43,11 @@ import hashlib
 import json
 import logging
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 import numpy as np
 
@@ -155,21 +155,27 @@ class MAGTrainConfig:
 
 
 # -- data ------------------------------------------------------------------------------------
-def log_episodes(seeds: Sequence[int], *, budget: int,
-                 env_kwargs: Mapping[str, Any] | None = None, progress: bool = False,
-                 ) -> list[Any]:
-    """:func:`~thinkgym.agents.mag.search_qa.log_episode` for each seed (one env)."""
+def _logged(seeds: Iterable[int], budget: int,
+            env_kwargs: Mapping[str, Any] | None) -> Generator[Any, None, None]:
+    """:func:`~thinkgym.agents.mag.search_qa.log_episode` per seed, on one env (closed after)."""
     import gymnasium as gym
 
     import thinkgym  # noqa: F401  (registers the envs)
     from thinkgym.agents.mag.search_qa import log_episode
 
     env = gym.make("SearchQA-v0", **dict(env_kwargs or {}))
-    out = []
-    for seed in _progress(seeds, progress, "logging episodes"):
-        out.append(log_episode(env, int(seed), budget))
-    env.close()
-    return out
+    try:
+        for seed in seeds:
+            yield log_episode(env, int(seed), budget)
+    finally:
+        env.close()
+
+
+def log_episodes(seeds: Sequence[int], *, budget: int,
+                 env_kwargs: Mapping[str, Any] | None = None, progress: bool = False,
+                 ) -> list[Any]:
+    """:func:`~thinkgym.agents.mag.search_qa.log_episode` for each seed (one env)."""
+    return list(_logged(_progress(seeds, progress, "logging episodes"), budget, env_kwargs))
 
 
 def held_out_entity(name: str, fraction: float) -> bool:
@@ -189,36 +195,33 @@ def log_train_validation(num_train: int, num_validation: int, *, budget: int,
     none is, until ``num_train`` and ``num_validation`` are collected (extra episodes
     of the kind already full are dropped).
     """
-    import gymnasium as gym
     from tqdm.auto import tqdm
-
-    import thinkgym  # noqa: F401  (registers the envs)
-    from thinkgym.agents.mag.search_qa import log_episode
 
     wanted = {False: num_train, True: num_validation}
     sets: dict[bool, list[Any]] = {False: [], True: []}
-    limit = first_seed + 20 * (num_train + num_validation) + 100
-    env = gym.make("SearchQA-v0", **dict(env_kwargs or {}))
-    with contextlib.closing(env), tqdm(total=num_train + num_validation, disable=not progress,
-                                       desc="logging episodes", leave=False) as bar:
-        def full() -> bool:  # (tqdm does not count when disabled)
-            return all(len(sets[k]) >= wanted[k] for k in sets)
 
-        for seed in range(first_seed, limit):
-            if full():
-                break
-            episode = log_episode(env, seed, budget)
+    def full() -> bool:  # (tqdm does not count when disabled)
+        return all(len(sets[k]) >= wanted[k] for k in sets)
+
+    limit = first_seed + 20 * (num_train + num_validation) + 100
+    stream = _logged(range(first_seed, limit), budget, env_kwargs)
+    with contextlib.closing(stream), tqdm(total=num_train + num_validation,
+                                          disable=not progress, desc="logging episodes",
+                                          leave=False) as bar:
+        for episode in stream:
             held = any(held_out_entity(n, fraction) for n in episode.start_entities)
             if len(sets[held]) < wanted[held]:
                 sets[held].append(episode)
                 bar.update(1)
-        if not full():
-            raise ConfigError("too few questions of one kind in the seeds tried",
-                              field="num_validation",
-                              got={"train": len(sets[False]), "validation": len(sets[True]),
-                                   "seeds_tried": limit - first_seed},
-                              fix="lower num_validation/num_episodes or change "
-                                  "validation_entity_fraction")
+            if full():
+                break
+    if not full():
+        raise ConfigError("too few questions of one kind in the seeds tried",
+                          field="num_validation",
+                          got={"train": len(sets[False]), "validation": len(sets[True]),
+                               "seeds_tried": limit - first_seed},
+                          fix="lower num_validation/num_episodes or change "
+                              "validation_entity_fraction")
     return sets[False], sets[True]
 
 
@@ -335,7 +338,8 @@ def train_detection(policy: Any, episodes: Sequence[EncodedEpisode], config: MAG
     joint = config.stage == 2
     policy.lm.requires_grad_(joint)
     policy.lm.train(joint)
-    groups = [{"params": list(policy.detection_parameters()), "lr": config.learning_rate}]
+    groups: list[dict[str, Any]] = [{"params": list(policy.detection_parameters()),
+                                     "lr": config.learning_rate}]
     if joint:
         groups.append({"params": list(policy.generation_parameters()),
                        "lr": config.lm_learning_rate})
@@ -369,8 +373,7 @@ def train_detection(policy: Any, episodes: Sequence[EncodedEpisode], config: MAG
             metrics["loss/lm_nll"] = float(nll.detach())
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_([p for g in groups for p in cast(list, g["params"])],
-                                       1.0)
+        torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], 1.0)
         optimiser.step()
         metrics["step"] = step
         log.append(metrics)
